@@ -2,6 +2,8 @@
 //! later milestones (see the issues); until then this binary says so and exits with an error.
 
 fn main() {
-    eprintln!("error: sealant-controller is not implemented yet; use `sealant seal` / `sealant unseal` meanwhile");
+    eprintln!(
+        "error: sealant-controller is not implemented yet; use `sealant seal` / `sealant unseal` meanwhile"
+    );
     std::process::exit(1);
 }

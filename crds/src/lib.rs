@@ -5,7 +5,9 @@
 
 mod sealedsecret;
 
-pub use sealedsecret::{SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate, TemplateMetadata};
+pub use sealedsecret::{
+    SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate, TemplateMetadata,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -42,5 +42,9 @@ pub enum UnsealError {
     #[error("the decrypted value is not a sealant frame: {0}")]
     BadFrame(&'static str),
     #[error("sealed for {sealed_for} ({scope} scope) but used at {used_at}")]
-    ScopeMismatch { scope: Scope, sealed_for: String, used_at: String },
+    ScopeMismatch {
+        scope: Scope,
+        sealed_for: String,
+        used_at: String,
+    },
 }

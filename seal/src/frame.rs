@@ -116,7 +116,11 @@ impl fmt::Debug for Frame {
 
 fn bound_fields<'a>(scope: Scope, target: &Target<'a>) -> Vec<(&'static str, &'a str)> {
     match scope {
-        Scope::Strict => vec![("namespace", target.namespace), ("name", target.name), ("key", target.key)],
+        Scope::Strict => vec![
+            ("namespace", target.namespace),
+            ("name", target.name),
+            ("key", target.key),
+        ],
         Scope::NamespaceWide => vec![("namespace", target.namespace)],
         Scope::ClusterWide => vec![],
     }
@@ -135,7 +139,8 @@ impl Frame {
             if v.is_empty() {
                 return Err(SealError::MissingBinding { scope, field });
             }
-            let len = u16::try_from(v.len()).map_err(|_| SealError::BindingTooLong { field, len: v.len() })?;
+            let len =
+                u16::try_from(v.len()).map_err(|_| SealError::BindingTooLong { field, len: v.len() })?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(v.as_bytes());
         }
@@ -145,27 +150,49 @@ impl Frame {
 
     /// Decodes a frame. The value is copied into a zeroizing buffer.
     pub fn decode(bytes: &[u8]) -> Result<Frame, UnsealError> {
-        let rest = bytes.strip_prefix(FRAME_MAGIC.as_slice()).ok_or(UnsealError::BadFrame("wrong magic"))?;
-        let (&version, rest) = rest.split_first().ok_or(UnsealError::BadFrame("truncated header"))?;
+        let rest = bytes
+            .strip_prefix(FRAME_MAGIC.as_slice())
+            .ok_or(UnsealError::BadFrame("wrong magic"))?;
+        let (&version, rest) = rest
+            .split_first()
+            .ok_or(UnsealError::BadFrame("truncated header"))?;
         if version != FRAME_VERSION {
-            return Err(UnsealError::BadFrame("unsupported frame version; upgrade sealant"));
+            return Err(UnsealError::BadFrame(
+                "unsupported frame version; upgrade sealant",
+            ));
         }
-        let (&tag, mut rest) = rest.split_first().ok_or(UnsealError::BadFrame("truncated header"))?;
+        let (&tag, mut rest) = rest
+            .split_first()
+            .ok_or(UnsealError::BadFrame("truncated header"))?;
         let scope = Scope::from_tag(tag).ok_or(UnsealError::BadFrame("unknown scope tag"))?;
-        let count = bound_fields(scope, &Target { namespace: "", name: "", key: "" }).len();
+        let count = bound_fields(
+            scope,
+            &Target {
+                namespace: "",
+                name: "",
+                key: "",
+            },
+        )
+        .len();
         let mut bound = Vec::with_capacity(count);
         for _ in 0..count {
             if rest.len() < 2 {
                 return Err(UnsealError::BadFrame("truncated bound field"));
             }
             let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-            let field = rest.get(2..2 + len).ok_or(UnsealError::BadFrame("truncated bound field"))?;
+            let field = rest
+                .get(2..2 + len)
+                .ok_or(UnsealError::BadFrame("truncated bound field"))?;
             let field =
                 std::str::from_utf8(field).map_err(|_| UnsealError::BadFrame("bound field is not UTF-8"))?;
             bound.push(field.to_owned());
             rest = &rest[2 + len..];
         }
-        Ok(Frame { scope, bound, value: Zeroizing::new(rest.to_vec()) })
+        Ok(Frame {
+            scope,
+            bound,
+            value: Zeroizing::new(rest.to_vec()),
+        })
     }
 
     /// Checks that this frame may be used at `target`.
@@ -193,7 +220,11 @@ impl Frame {
 mod tests {
     use super::*;
 
-    const T: Target<'static> = Target { namespace: "prod", name: "db", key: "password" };
+    const T: Target<'static> = Target {
+        namespace: "prod",
+        name: "db",
+        key: "password",
+    };
 
     #[test]
     fn strict_frame_bytes() {
@@ -211,37 +242,82 @@ mod tests {
 
     #[test]
     fn scopes_bind_what_they_say() {
-        let other_name = Target { name: "cache", key: "token", ..T };
-        let other_ns = Target { namespace: "dev", ..T };
+        let other_name = Target {
+            name: "cache",
+            key: "token",
+            ..T
+        };
+        let other_ns = Target {
+            namespace: "dev",
+            ..T
+        };
         let strict = Frame::decode(&Frame::encode(Scope::Strict, &T, b"v").unwrap()).unwrap();
-        assert!(matches!(strict.check(&other_name), Err(UnsealError::ScopeMismatch { .. })));
+        assert!(matches!(
+            strict.check(&other_name),
+            Err(UnsealError::ScopeMismatch { .. })
+        ));
         let nsw = Frame::decode(&Frame::encode(Scope::NamespaceWide, &T, b"v").unwrap()).unwrap();
         nsw.check(&other_name).unwrap();
-        assert!(matches!(nsw.check(&other_ns), Err(UnsealError::ScopeMismatch { .. })));
+        assert!(matches!(
+            nsw.check(&other_ns),
+            Err(UnsealError::ScopeMismatch { .. })
+        ));
         let cw = Frame::decode(&Frame::encode(Scope::ClusterWide, &T, b"v").unwrap()).unwrap();
         cw.check(&other_ns).unwrap();
-        cw.check(&Target { namespace: "", name: "", key: "" }).unwrap();
+        cw.check(&Target {
+            namespace: "",
+            name: "",
+            key: "",
+        })
+        .unwrap();
     }
 
     #[test]
     fn mismatch_message_names_both_places() {
         let strict = Frame::decode(&Frame::encode(Scope::Strict, &T, b"v").unwrap()).unwrap();
-        let err = strict.check(&Target { namespace: "dev", ..T }).unwrap_err().to_string();
-        assert_eq!(err, "sealed for prod/db key password (strict scope) but used at dev/db key password");
+        let err = strict
+            .check(&Target {
+                namespace: "dev",
+                ..T
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "sealed for prod/db key password (strict scope) but used at dev/db key password"
+        );
     }
 
     #[test]
     fn empty_binding_is_refused() {
         let err = Frame::encode(Scope::Strict, &Target { namespace: "", ..T }, b"v").unwrap_err();
-        assert!(matches!(err, SealError::MissingBinding { field: "namespace", .. }));
-        Frame::encode(Scope::ClusterWide, &Target { namespace: "", name: "", key: "" }, b"v").unwrap();
+        assert!(matches!(
+            err,
+            SealError::MissingBinding {
+                field: "namespace",
+                ..
+            }
+        ));
+        Frame::encode(
+            Scope::ClusterWide,
+            &Target {
+                namespace: "",
+                name: "",
+                key: "",
+            },
+            b"v",
+        )
+        .unwrap();
     }
 
     #[test]
     fn malformed_frames_are_errors_not_panics() {
         let good = Frame::encode(Scope::Strict, &T, b"value").unwrap();
         for cut in 0..good.len() - "value".len() {
-            assert!(Frame::decode(&good[..cut]).is_err(), "prefix of {cut} bytes accepted");
+            assert!(
+                Frame::decode(&good[..cut]).is_err(),
+                "prefix of {cut} bytes accepted"
+            );
         }
         assert!(Frame::decode(b"SLNT\x02\x00").is_err());
         assert!(Frame::decode(b"SLNT\x01\x09").is_err());

@@ -61,7 +61,10 @@ impl FromStr for Recipient {
         let s = s.trim();
         let inner = age::x25519::Recipient::from_str(s)
             .map_err(|_| KeyError::InvalidRecipient { value: s.to_owned() })?;
-        Ok(Recipient { text: inner.to_string(), inner })
+        Ok(Recipient {
+            text: inner.to_string(),
+            inner,
+        })
     }
 }
 
@@ -99,7 +102,10 @@ impl Identity {
 
     fn from_age(inner: age::x25519::Identity) -> Self {
         let public = inner.to_public();
-        let recipient = Recipient { text: public.to_string(), inner: public };
+        let recipient = Recipient {
+            text: public.to_string(),
+            inner: public,
+        };
         Identity { inner, recipient }
     }
 
@@ -236,7 +242,10 @@ mod tests {
         let err = parse_identities("# comment\n\nAGE-SECRET-KEY-1NOTAKEY\n").unwrap_err();
         assert_eq!(err.to_string().contains("line 3"), true);
         assert!(!err.to_string().contains("NOTAKEY"));
-        assert!(matches!(parse_identities("# only comments\n"), Err(KeyError::NoIdentities)));
+        assert!(matches!(
+            parse_identities("# only comments\n"),
+            Err(KeyError::NoIdentities)
+        ));
     }
 
     #[test]

@@ -47,16 +47,26 @@ pub struct Unsealed {
 }
 
 /// Seals `value` for `target` under `scope` to every recipient; returns the base64 text of the age file.
-pub fn seal(recipients: &[Recipient], scope: Scope, target: &Target<'_>, value: &[u8]) -> Result<String, SealError> {
+pub fn seal(
+    recipients: &[Recipient],
+    scope: Scope,
+    target: &Target<'_>,
+    value: &[u8],
+) -> Result<String, SealError> {
     if recipients.is_empty() {
         return Err(SealError::NoRecipients);
     }
     let frame = Frame::encode(scope, target, value)?;
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.age() as &dyn age::Recipient))
-        .map_err(|e| SealError::Encrypt(e.to_string()))?;
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r.age() as &dyn age::Recipient))
+            .map_err(|e| SealError::Encrypt(e.to_string()))?;
     let mut out = Vec::with_capacity(frame.len() + 100 + 90 * recipients.len());
-    let mut writer = encryptor.wrap_output(&mut out).map_err(|e| SealError::Encrypt(e.to_string()))?;
-    writer.write_all(&frame).map_err(|e| SealError::Encrypt(e.to_string()))?;
+    let mut writer = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| SealError::Encrypt(e.to_string()))?;
+    writer
+        .write_all(&frame)
+        .map_err(|e| SealError::Encrypt(e.to_string()))?;
     writer.finish().map_err(|e| SealError::Encrypt(e.to_string()))?;
     Ok(STANDARD.encode(out))
 }
@@ -67,16 +77,23 @@ pub fn unseal<'a>(
     target: &Target<'_>,
     sealed: &str,
 ) -> Result<Unsealed, UnsealError> {
-    let bytes = STANDARD.decode(sealed.trim().as_bytes()).map_err(|_| UnsealError::Encoding)?;
+    let bytes = STANDARD
+        .decode(sealed.trim().as_bytes())
+        .map_err(|_| UnsealError::Encoding)?;
     let decryptor = age::Decryptor::new_buffered(&bytes[..]).map_err(map_age_error)?;
     let mut reader = decryptor
         .decrypt(identities.into_iter().map(|i| i.age() as &dyn age::Identity))
         .map_err(map_age_error)?;
     let mut plain = Zeroizing::new(Vec::with_capacity(bytes.len()));
-    reader.read_to_end(&mut plain).map_err(|_| UnsealError::Tampered)?;
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|_| UnsealError::Tampered)?;
     let frame = Frame::decode(&plain)?;
     frame.check(target)?;
-    Ok(Unsealed { scope: frame.scope, value: Plaintext(frame.value) })
+    Ok(Unsealed {
+        scope: frame.scope,
+        value: Plaintext(frame.value),
+    })
 }
 
 fn map_age_error(e: age::DecryptError) -> UnsealError {
@@ -98,7 +115,11 @@ impl Keyring {
     ) -> Result<Unsealed, UnsealError> {
         let mut chosen = self.select(fingerprints).peekable();
         if chosen.peek().is_none() {
-            let fingerprints = fingerprints.iter().map(Fingerprint::as_str).collect::<Vec<_>>().join(", ");
+            let fingerprints = fingerprints
+                .iter()
+                .map(Fingerprint::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(UnsealError::UnknownKey { fingerprints });
         }
         unseal(chosen, target, sealed)
@@ -109,13 +130,23 @@ impl Keyring {
 mod tests {
     use super::*;
 
-    const T: Target<'static> = Target { namespace: "prod", name: "db", key: "password" };
+    const T: Target<'static> = Target {
+        namespace: "prod",
+        name: "db",
+        key: "password",
+    };
 
     #[test]
     fn seal_unseal_round_trip_multi_recipient() {
         let a = Identity::generate();
         let b = Identity::generate();
-        let sealed = seal(&[a.recipient().clone(), b.recipient().clone()], Scope::Strict, &T, b"s3cret").unwrap();
+        let sealed = seal(
+            &[a.recipient().clone(), b.recipient().clone()],
+            Scope::Strict,
+            &T,
+            b"s3cret",
+        )
+        .unwrap();
         for id in [&a, &b] {
             let u = unseal([id], &T, &sealed).unwrap();
             assert_eq!(u.value.as_bytes(), b"s3cret");
@@ -128,9 +159,18 @@ mod tests {
         let a = Identity::generate();
         let other = Identity::generate();
         let sealed = seal(&[a.recipient().clone()], Scope::Strict, &T, b"s3cret").unwrap();
-        assert!(matches!(unseal([&other], &T, &sealed), Err(UnsealError::NoMatchingIdentity)));
-        assert!(matches!(unseal([&a], &T, "not base64!"), Err(UnsealError::Encoding)));
-        assert!(matches!(unseal([&a], &T, "aGVsbG8="), Err(UnsealError::Malformed)));
+        assert!(matches!(
+            unseal([&other], &T, &sealed),
+            Err(UnsealError::NoMatchingIdentity)
+        ));
+        assert!(matches!(
+            unseal([&a], &T, "not base64!"),
+            Err(UnsealError::Encoding)
+        ));
+        assert!(matches!(
+            unseal([&a], &T, "aGVsbG8="),
+            Err(UnsealError::Malformed)
+        ));
 
         let mut raw = STANDARD.decode(&sealed).unwrap();
         let last = raw.len() - 1;
@@ -143,8 +183,14 @@ mod tests {
     fn scope_is_enforced_after_decryption() {
         let a = Identity::generate();
         let sealed = seal(&[a.recipient().clone()], Scope::Strict, &T, b"s3cret").unwrap();
-        let moved = Target { namespace: "dev", ..T };
-        assert!(matches!(unseal([&a], &moved, &sealed), Err(UnsealError::ScopeMismatch { .. })));
+        let moved = Target {
+            namespace: "dev",
+            ..T
+        };
+        assert!(matches!(
+            unseal([&a], &moved, &sealed),
+            Err(UnsealError::ScopeMismatch { .. })
+        ));
     }
 
     #[test]
@@ -152,14 +198,25 @@ mod tests {
         let a = Identity::generate();
         let ring = Keyring::new([a.clone()]);
         let sealed = seal(&[a.recipient().clone()], Scope::ClusterWide, &T, b"x").unwrap();
-        let err = ring.unseal(&[Fingerprint::from("0123456789abcdef")], &T, &sealed).unwrap_err();
+        let err = ring
+            .unseal(&[Fingerprint::from("0123456789abcdef")], &T, &sealed)
+            .unwrap_err();
         assert!(matches!(err, UnsealError::UnknownKey { .. }));
-        assert_eq!(ring.unseal(&[a.fingerprint()], &T, &sealed).unwrap().value.as_bytes(), b"x");
+        assert_eq!(
+            ring.unseal(&[a.fingerprint()], &T, &sealed)
+                .unwrap()
+                .value
+                .as_bytes(),
+            b"x"
+        );
     }
 
     #[test]
     fn no_recipients_is_an_error() {
-        assert!(matches!(seal(&[], Scope::Strict, &T, b"x"), Err(SealError::NoRecipients)));
+        assert!(matches!(
+            seal(&[], Scope::Strict, &T, b"x"),
+            Err(SealError::NoRecipients)
+        ));
     }
 
     #[test]

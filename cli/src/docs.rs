@@ -1,0 +1,143 @@
+//! Reading and writing multi-document YAML/JSON manifests.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::Format;
+use crate::error::hinted;
+
+/// Parses every document of a YAML or JSON stream; `kind: List` documents are flattened into their items and
+/// empty documents are dropped.
+pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+        hinted(
+            format!("{source} is not valid YAML or JSON:\n{e}"),
+            "fix the syntax at the place shown (indentation and `key: value` pairs are the usual suspects)",
+        )
+    })?;
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        if doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"))
+            && let Some(items) = doc.get("items").and_then(Value::as_array)
+        {
+            out.extend(items.iter().cloned());
+            continue;
+        }
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+/// The `kind` and `apiVersion` of a document, for messages.
+pub fn kind_of(doc: &Value) -> (&str, &str) {
+    (
+        doc.get("kind").and_then(Value::as_str).unwrap_or("<no kind>"),
+        doc.get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("<no apiVersion>"),
+    )
+}
+
+/// Renders documents: YAML documents separated by `---`, or JSON (a `List` when there are several).
+pub fn render(docs: &[Value], format: Format) -> Result<String> {
+    match format {
+        Format::Yaml => {
+            let mut out = String::new();
+            for (i, doc) in docs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                out.push_str(&to_yaml(doc)?);
+            }
+            Ok(out)
+        }
+        Format::Json => {
+            let value = match docs {
+                [one] => one.clone(),
+                many => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many}),
+            };
+            Ok(serde_json::to_string_pretty(&value)? + "\n")
+        }
+    }
+}
+
+/// YAML with every string as a plain or quoted scalar (no folded blocks), so sealed values stay on one line.
+pub fn to_yaml(doc: &Value) -> Result<String> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    let text = serde_saphyr::to_string_with_options(doc, options)?;
+    Ok(if text.ends_with('\n') { text } else { text + "\n" })
+}
+
+/// One document of a YAML stream as written, with the separator line that preceded it (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub separator: Option<String>,
+    pub body: String,
+}
+
+/// Splits YAML text at `---` lines, keeping the exact text of each document so documents that are not
+/// rewritten stay byte-identical.
+pub fn split_segments(text: &str) -> Vec<Segment> {
+    let mut segments = vec![Segment {
+        separator: None,
+        body: String::new(),
+    }];
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_separator = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        if is_separator {
+            segments.push(Segment {
+                separator: Some(line.to_owned()),
+                body: String::new(),
+            });
+        } else {
+            segments.last_mut().expect("never empty").body.push_str(line);
+        }
+    }
+    segments
+}
+
+pub fn join_segments(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        if let Some(sep) = &s.separator {
+            out.push_str(sep);
+        }
+        out.push_str(&s.body);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip_exactly() {
+        let text = "# head\na: 1\n---\nb: 2\n--- # c\nc: 3\n---\n";
+        let segs = split_segments(text);
+        assert_eq!(segs.len(), 4);
+        assert_eq!(segs[1].body, "b: 2\n");
+        assert_eq!(join_segments(&segs), text);
+    }
+
+    #[test]
+    fn lists_are_flattened_and_empty_docs_dropped() {
+        let docs =
+            parse_documents("---\n---\nkind: List\nitems: [{a: 1}, {b: 2}]\n---\nc: 3\n", "t").unwrap();
+        assert_eq!(docs.len(), 3);
+    }
+
+    #[test]
+    fn json_input_parses() {
+        let docs = parse_documents(r#"{"kind": "Secret", "data": {"a": "Yg=="}}"#, "t").unwrap();
+        assert_eq!(docs[0]["data"]["a"], "Yg==");
+    }
+}
