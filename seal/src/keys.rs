@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn bad_identity_reports_line_without_content() {
         let err = parse_identities("# comment\n\nAGE-SECRET-KEY-1NOTAKEY\n").unwrap_err();
-        assert_eq!(err.to_string().contains("line 3"), true);
+        assert!(err.to_string().contains("line 3"));
         assert!(!err.to_string().contains("NOTAKEY"));
         assert!(matches!(
             parse_identities("# only comments\n"),

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every check and test of sealant: format, lints, unit, integration, snapshot and interop tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+scripts/setup.sh
+
+echo "== rustfmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+cargo test --workspace --locked
