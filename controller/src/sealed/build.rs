@@ -1,0 +1,283 @@
+//! The pure build step: a SealedSecret and the keyring in, the desired Secret (or a reason why not) out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use sealant_crds::SealedSecret;
+use sealant_seal::{Fingerprint, Keyring, Plaintext, Target, UnsealError};
+
+use super::template::render;
+
+/// The reason of the Ready condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Unsealed,
+    DecryptFailed,
+    ScopeMismatch,
+    UnknownKey,
+    Unmanaged,
+    TemplateFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unsealed => "Unsealed",
+            Reason::DecryptFailed => "DecryptFailed",
+            Reason::ScopeMismatch => "ScopeMismatch",
+            Reason::UnknownKey => "UnknownKey",
+            Reason::Unmanaged => "Unmanaged",
+            Reason::TemplateFailed => "TemplateFailed",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a SealedSecret cannot become a Secret. The message names keys and places, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// The Secret a SealedSecret asks for. Values are held in zeroizing buffers.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub name: String,
+    pub namespace: String,
+    pub type_: String,
+    pub immutable: Option<bool>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub data: BTreeMap<String, Plaintext>,
+}
+
+/// Unseals every value with the identity named by `spec.recipients` and renders `spec.template`.
+pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError> {
+    let name = ss.metadata.name.clone().unwrap_or_default();
+    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+    let fingerprints: Vec<Fingerprint> = ss
+        .spec
+        .recipients
+        .iter()
+        .map(|f| Fingerprint::from(f.as_str()))
+        .collect();
+    if fingerprints.is_empty() {
+        return Err(BuildError {
+            reason: Reason::UnknownKey,
+            message:
+                "spec.recipients is empty, so the key to use is unknown; seal with `sealant seal`, which \
+                      records the key fingerprints"
+                    .into(),
+        });
+    }
+    let mut data = BTreeMap::new();
+    for (key, sealed) in &ss.spec.encrypted_data {
+        let target = Target {
+            namespace: &namespace,
+            name: &name,
+            key,
+        };
+        let opened = keyring
+            .unseal(&fingerprints, &target, sealed)
+            .map_err(|e| unseal_failure(key, e))?;
+        data.insert(key.clone(), opened.value);
+    }
+    let template = ss.spec.template.clone().unwrap_or_default();
+    let mut rendered = BTreeMap::new();
+    for (key, tpl) in &template.data {
+        let value = render(key, tpl, &data).map_err(|e| BuildError {
+            reason: Reason::TemplateFailed,
+            message: e.to_string(),
+        })?;
+        rendered.insert(key.clone(), value);
+    }
+    data.extend(rendered);
+    let meta = template.metadata.unwrap_or_default();
+    Ok(Desired {
+        name,
+        namespace,
+        type_: template.type_.unwrap_or_else(|| "Opaque".to_owned()),
+        immutable: template.immutable,
+        labels: meta.labels,
+        annotations: meta.annotations,
+        data,
+    })
+}
+
+fn unseal_failure(key: &str, e: UnsealError) -> BuildError {
+    let reason = match &e {
+        UnsealError::ScopeMismatch { .. } => Reason::ScopeMismatch,
+        UnsealError::UnknownKey { .. } => Reason::UnknownKey,
+        _ => Reason::DecryptFailed,
+    };
+    BuildError {
+        reason,
+        message: format!("key {key}: {e}"),
+    }
+}
+
+impl Desired {
+    /// The Secret object, owned by `owner` (the SealedSecret) as its controller.
+    pub fn to_secret(&self, owner: Option<OwnerReference>) -> Secret {
+        let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: non_empty(&self.labels),
+                annotations: non_empty(&self.annotations),
+                owner_references: owner.map(|o| vec![o]),
+                ..Default::default()
+            },
+            type_: Some(self.type_.clone()),
+            immutable: self.immutable,
+            data: Some(
+                self.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// True when `existing` already is what this asks for: same type, data and immutability, and every
+    /// desired label and annotation present (others may be added by other tools).
+    pub fn is_satisfied_by(&self, existing: &Secret) -> bool {
+        let empty = BTreeMap::new();
+        let data = existing.data.as_ref().unwrap_or(&empty);
+        let same_data = data.len() == self.data.len()
+            && self
+                .data
+                .iter()
+                .all(|(k, v)| data.get(k).is_some_and(|b| b.0 == v.as_bytes()));
+        let contains = |have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
+            want.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+        };
+        same_data
+            && existing.type_.as_deref().unwrap_or("Opaque") == self.type_
+            && existing.immutable.unwrap_or(false) == self.immutable.unwrap_or(false)
+            && contains(existing.metadata.labels.as_ref(), &self.labels)
+            && contains(existing.metadata.annotations.as_ref(), &self.annotations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealant_crds::{SealedSecretSpec, SecretTemplate, TemplateMetadata};
+    use sealant_seal::{Identity, Scope, seal};
+
+    fn sealed(id: &Identity, ns: &str, name: &str, values: &[(&str, &str)], scope: Scope) -> SealedSecret {
+        let recipients = [id.recipient().clone()];
+        let encrypted_data = values
+            .iter()
+            .map(|(k, v)| {
+                let t = Target {
+                    namespace: ns,
+                    name,
+                    key: k,
+                };
+                (k.to_string(), seal(&recipients, scope, &t, v.as_bytes()).unwrap())
+            })
+            .collect();
+        SealedSecret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            spec: SealedSecretSpec {
+                encrypted_data,
+                template: None,
+                recipients: vec![id.fingerprint().to_string()],
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn builds_secret_with_template() {
+        let id = Identity::generate();
+        let mut ss = sealed(
+            &id,
+            "prod",
+            "db",
+            &[("user", "app"), ("password", "s3cret")],
+            Scope::Strict,
+        );
+        ss.spec.template = Some(SecretTemplate {
+            metadata: Some(TemplateMetadata {
+                labels: [("app".into(), "db".into())].into(),
+                annotations: BTreeMap::new(),
+            }),
+            type_: Some("kubernetes.io/basic-auth".into()),
+            immutable: Some(true),
+            data: [("url".into(), "pg://{{ .user }}:{{ .password }}@db".into())].into(),
+        });
+        let d = build(&ss, &Keyring::new([id])).unwrap();
+        assert_eq!(d.data["password"].as_bytes(), b"s3cret");
+        assert_eq!(d.data["url"].as_bytes(), b"pg://app:s3cret@db");
+        let secret = d.to_secret(None);
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(secret.immutable, Some(true));
+        assert!(d.is_satisfied_by(&secret));
+        let mut edited = secret.clone();
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), ByteString(b"changed".to_vec()));
+        assert!(!d.is_satisfied_by(&edited));
+        let mut extra = secret.clone();
+        extra.metadata.annotations = Some([("other-tool".into(), "x".into())].into());
+        assert!(d.is_satisfied_by(&extra));
+    }
+
+    #[test]
+    fn failures_have_reasons_and_no_values() {
+        let id = Identity::generate();
+        let other = Identity::generate();
+        let ss = sealed(&id, "prod", "db", &[("password", "s3cret")], Scope::Strict);
+        let e = build(&ss, &Keyring::new([other.clone()])).unwrap_err();
+        assert_eq!(e.reason, Reason::UnknownKey);
+
+        let mut moved = ss.clone();
+        moved.metadata.namespace = Some("dev".into());
+        let e = build(&moved, &Keyring::new([id.clone()])).unwrap_err();
+        assert_eq!(e.reason, Reason::ScopeMismatch);
+        assert!(e.message.contains("key password"), "{}", e.message);
+
+        let mut lying = ss.clone();
+        lying.spec.recipients = vec![other.fingerprint().to_string()];
+        let e = build(&lying, &Keyring::new([id.clone(), other])).unwrap_err();
+        assert_eq!(e.reason, Reason::DecryptFailed);
+
+        let mut tampered = ss.clone();
+        let v = tampered.spec.encrypted_data.get_mut("password").unwrap();
+        let mid = v.len() / 2;
+        let c = if &v[mid..mid + 1] == "A" { "B" } else { "A" };
+        v.replace_range(mid..mid + 1, c);
+        let e = build(&tampered, &Keyring::new([id.clone()])).unwrap_err();
+        assert_eq!(e.reason, Reason::DecryptFailed);
+
+        let mut bad_tpl = ss.clone();
+        bad_tpl.spec.template = Some(SecretTemplate {
+            data: [("x".into(), "{{ .nope }}".into())].into(),
+            ..Default::default()
+        });
+        let e = build(&bad_tpl, &Keyring::new([id])).unwrap_err();
+        assert_eq!(e.reason, Reason::TemplateFailed);
+        assert!(!e.message.contains("s3cret"));
+    }
+}
