@@ -4,4 +4,5 @@
 //! ([`sealed::build`]): unsealing with the identity named by `spec.recipients` and rendering `spec.template`.
 //! The kube-runtime wiring, key management, leader election and endpoints follow with issue 4.
 
+pub mod keys;
 pub mod sealed;
