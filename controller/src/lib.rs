@@ -4,5 +4,7 @@
 //! ([`sealed::build`]): unsealing with the identity named by `spec.recipients` and rendering `spec.template`.
 //! The kube-runtime wiring, key management, leader election and endpoints follow with issue 4.
 
+pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod sealed;

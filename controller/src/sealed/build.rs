@@ -114,7 +114,7 @@ pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError
     })
 }
 
-fn unseal_failure(key: &str, e: UnsealError) -> BuildError {
+pub(super) fn unseal_failure(key: &str, e: UnsealError) -> BuildError {
     let reason = match &e {
         UnsealError::ScopeMismatch { .. } => Reason::ScopeMismatch,
         UnsealError::UnknownKey { .. } => Reason::UnknownKey,
