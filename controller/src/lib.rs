@@ -1,10 +1,12 @@
 //! sealant-controller: turns SealedSecrets into Secrets.
 //!
-//! Built as fetch -> pure build -> apply -> status. This milestone holds the pure build step
-//! ([`sealed::build`]): unsealing with the identity named by `spec.recipients` and rendering `spec.template`.
-//! The kube-runtime wiring, key management, leader election and endpoints follow with issue 4.
+//! Each reconcile is fetch -> pure build ([`sealed::build`]) -> apply -> status
+//! ([`sealed::reconcile`]). Keys live in labelled Secrets ([`keys`], watched live by [`keys_task`]); only the
+//! holder of the leader Lease ([`leader`]) writes; every replica serves the endpoints ([`http`]).
 
 pub mod http;
 pub mod keys;
+pub mod keys_task;
+pub mod leader;
 pub mod metrics;
 pub mod sealed;

@@ -1,10 +1,261 @@
-//! `sealant-controller`: not runnable yet. The reconcilers arrive with issue 4 (SealedSecrets), issue 5
-//! (ExternalSecrets) and issue 6 (GitSync); until then this binary says so and exits with an error.
+//! `sealant-controller`: turns SealedSecrets into Secrets.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "error: sealant-controller cannot run yet: only its build step exists so far\n\
-         hint: use `sealant seal` to seal and `sealant unseal --identity FILE` to open SealedSecrets meanwhile"
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use sealant_controller::http::{AppState, router};
+use sealant_controller::keys::KeyStore;
+use sealant_controller::keys_task::{maintain_keys, watch_keys};
+use sealant_controller::leader::Elector;
+use sealant_controller::metrics::Metrics;
+use sealant_controller::sealed::reconcile::{
+    Context, MANAGED_BY_LABEL, MANAGED_BY_VALUE, error_policy, reconcile,
+};
+use sealant_crds::SealedSecret;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Turns SealedSecrets into Secrets.
+#[derive(Debug, Parser)]
+#[command(name = "sealant-controller", version, max_term_width = 100)]
+struct Config {
+    /// Namespace holding the key Secrets, the recipients ConfigMap and the leader Lease
+    #[arg(long, env = "SEALANT_NAMESPACE", default_value = "sealant")]
+    namespace: String,
+    /// Address of the HTTP endpoints (health, metrics, /v1/*)
+    #[arg(long, env = "SEALANT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Do not make a key on first start (bring your own, or restore a backup)
+    #[arg(long, env = "SEALANT_NO_KEYGEN")]
+    no_keygen: bool,
+    /// Make a new sealing key this often; 0 turns renewal off (old keys are always kept)
+    #[arg(long, env = "SEALANT_KEY_RENEW_PERIOD", default_value = "30d", value_parser = parse_period)]
+    key_renew_period: Option<Duration>,
+    /// Run without leader election (only for a single replica)
+    #[arg(long, env = "SEALANT_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+    /// Name of the leader Lease
+    #[arg(long, env = "SEALANT_LEASE_NAME", default_value = "sealant-controller")]
+    lease_name: String,
+    /// How long a Lease lasts without renewal
+    #[arg(long, env = "SEALANT_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// This replica's name in the Lease (the pod name)
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Only handle SealedSecrets matching this label selector (to split a large cluster between Deployments)
+    #[arg(long, env = "SEALANT_SHARD_SELECTOR")]
+    shard_selector: Option<String>,
+    /// How many SealedSecrets are reconciled at once
+    #[arg(long, env = "SEALANT_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Log format
+    #[arg(long, env = "SEALANT_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+}
+
+fn parse_period(s: &str) -> Result<Option<Duration>, String> {
+    if s.trim() == "0" {
+        return Ok(None);
+    }
+    humantime::parse_duration(s)
+        .map(Some)
+        .map_err(|e| format!("{e} (examples: 30d, 720h, 0 for off)"))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    init_tracing(config.log_format);
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "sealant-controller stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let identity = config
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("sealant-controller-{}", std::process::id()));
+    let keys = KeyStore::default();
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding {}", config.http_addr))?;
+    info!(addr = %listener.local_addr()?, "serving endpoints");
+    let app = router(AppState {
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    let (keys_changed, keys_changed_rx) = watch::channel(0u64);
+    tokio::spawn(watch_keys(
+        client.clone(),
+        config.namespace.clone(),
+        keys.clone(),
+        ready,
+        keys_changed,
+    ));
+
+    let (lead_tx, mut leading) = watch::channel(config.no_leader_election);
+    let elector = Elector::new(
+        client.clone(),
+        &config.namespace,
+        &config.lease_name,
+        &identity,
+        config.lease_duration,
     );
-    std::process::ExitCode::FAILURE
+    if !config.no_leader_election {
+        tokio::spawn(elector.clone().run(lead_tx));
+    }
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    info!(%identity, "waiting for leadership");
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = leading.changed() => { r.context("leader election stopped")?; }
+        }
+    }
+    info!(%identity, "leading: starting controllers");
+    metrics.leader.set(1);
+    let maintain = tokio::spawn(maintain_keys(
+        client.clone(),
+        config.namespace.clone(),
+        keys.clone(),
+        !config.no_keygen,
+        config.key_renew_period,
+        keys_changed_rx.clone(),
+    ));
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sealant-controller".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        recorder,
+    });
+    let mut ss_config = watcher::Config::default();
+    if let Some(sel) = &config.shard_selector {
+        ss_config = ss_config.labels(sel);
+    }
+    let key_triggers = tokio_stream_from_watch(keys_changed_rx);
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut lost_tx = Some(lost_tx);
+    let mut leading_watch = leading.clone();
+    tokio::spawn(async move {
+        while leading_watch.changed().await.is_ok() {
+            if !*leading_watch.borrow() {
+                if let Some(tx) = lost_tx.take() {
+                    let _ = tx.send(());
+                }
+                return;
+            }
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = Controller::new(Api::<SealedSecret>::all(client.clone()), ss_config)
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        )
+        .reconcile_all_on(key_triggers)
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()));
+    tokio::pin!(controller);
+    let lost = tokio::select! {
+        _ = &mut controller => false,
+        _ = &mut shutdown => { let _ = stop_tx.send(()); controller.await; false }
+        _ = lost_rx => true,
+    };
+    maintain.abort();
+    metrics.leader.set(0);
+    if lost {
+        anyhow::bail!("lost the leader Lease; exiting so a restart rejoins the election cleanly");
+    }
+    if !config.no_leader_election {
+        elector.release().await;
+    }
+    warn!("shut down");
+    Ok(())
+}
+
+/// A stream that yields once per change of a watch channel (to re-reconcile everything when keys change).
+fn tokio_stream_from_watch(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
 }

@@ -1,6 +1,7 @@
 //! SealedSecret -> Secret.
 
 mod build;
+pub mod reconcile;
 mod rotate;
 mod template;
 

@@ -1,0 +1,280 @@
+//! The SealedSecret reconciler: fetch -> pure build -> apply -> status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use sealant_crds::{SealedSecret, SealedSecretStatus};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::build::{BuildError, Desired, Reason, build};
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+
+/// The annotation that lets the controller take over a Secret it did not create.
+pub const MANAGED_ANNOTATION: &str = "sealant.dev/managed";
+/// The label on every Secret the controller writes (its owned-Secret watch selects on it).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "sealant-controller";
+/// How often a converged SealedSecret is looked at again (self-heal of edits the watch cannot see).
+pub const RESYNC: Duration = Duration::from_secs(3600);
+
+/// Errors talking to the API server (retried with backoff). Build failures are not errors: they are
+/// reported in the status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the SealedSecret has no namespace")]
+    NoNamespace,
+}
+
+/// What the reconciler shares.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub keys: KeyStore,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What applying did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Unchanged,
+    Created,
+    Updated,
+    Recreated,
+    /// A Secret of that name exists, is not ours and is not annotated for adoption.
+    Unmanaged,
+}
+
+#[instrument(skip_all, fields(namespace = ss.namespace().unwrap_or_default(), name = ss.name_any()))]
+pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&ss, &ctx).await;
+    ctx.metrics.observe_reconcile("sealedsecret", started.elapsed());
+    if result.is_err() {
+        ctx.metrics.count_reconcile_error("sealedsecret");
+    }
+    result
+}
+
+async fn reconcile_inner(ss: &SealedSecret, ctx: &Context) -> Result<Action, Error> {
+    let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    // fetch
+    let existing = secrets.get_opt(&ss.name_any()).await?;
+    // build
+    let built = build(ss, &ctx.keys.keyring());
+    // apply
+    let outcome = match &built {
+        Ok(desired) => Ok(apply(&secrets, ss, desired, existing).await?),
+        Err(e) => Err(e.clone()),
+    };
+    // status
+    let (status, reason, message) = match &outcome {
+        Ok(Applied::Unmanaged) => (
+            "False",
+            Reason::Unmanaged,
+            format!(
+                "Secret {} exists and is not owned by this SealedSecret; annotate it {MANAGED_ANNOTATION}=\"true\" \
+                 to let sealant manage it",
+                ss.name_any()
+            ),
+        ),
+        Ok(applied) => (
+            "True",
+            Reason::Unsealed,
+            format!("Secret {} is up to date ({applied:?})", ss.name_any()),
+        ),
+        Err(BuildError { reason, message }) => ("False", *reason, message.clone()),
+    };
+    ctx.metrics
+        .count_unseal(if status == "True" { "ok" } else { reason.as_str() });
+    let changed = write_status(ctx, ss, &namespace, status, reason, &message).await?;
+    if changed
+        || matches!(
+            outcome,
+            Ok(Applied::Created | Applied::Updated | Applied::Recreated)
+        )
+    {
+        publish_event(ctx, ss, status, reason, &message).await;
+    }
+    match outcome {
+        Ok(Applied::Unmanaged) | Err(_) => {
+            warn!(reason = reason.as_str(), %message, "SealedSecret not unsealed");
+            Ok(Action::requeue(RESYNC))
+        }
+        Ok(applied) => {
+            if applied != Applied::Unchanged {
+                info!(?applied, "Secret written");
+            }
+            Ok(Action::requeue(RESYNC))
+        }
+    }
+}
+
+fn owner_reference(ss: &SealedSecret) -> Option<OwnerReference> {
+    ss.controller_owner_ref(&())
+}
+
+fn is_owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
+    let uid = ss.metadata.uid.as_deref();
+    secret
+        .owner_references()
+        .iter()
+        .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true))
+}
+
+/// Writes the Secret when it differs from `desired`; never touches a Secret that is not ours.
+async fn apply(
+    secrets: &Api<Secret>,
+    ss: &SealedSecret,
+    desired: &Desired,
+    existing: Option<Secret>,
+) -> Result<Applied, kube::Error> {
+    let mut wanted = desired.to_secret(owner_reference(ss));
+    wanted
+        .labels_mut()
+        .insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
+    let Some(current) = existing else {
+        secrets.create(&PostParams::default(), &wanted).await?;
+        return Ok(Applied::Created);
+    };
+    let owned = is_owned_by(&current, ss);
+    let adoptable = current
+        .annotations()
+        .get(MANAGED_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    if !owned && !adoptable {
+        return Ok(Applied::Unmanaged);
+    }
+    let labelled = current
+        .labels()
+        .get(MANAGED_BY_LABEL)
+        .is_some_and(|v| v == MANAGED_BY_VALUE);
+    if owned && labelled && desired.is_satisfied_by(&current) {
+        return Ok(Applied::Unchanged);
+    }
+    let type_changed = current.type_.as_deref().unwrap_or("Opaque") != desired.type_;
+    if current.immutable == Some(true) || type_changed {
+        // Immutable Secrets and Secret types cannot be changed in place: delete (only that exact object) and
+        // create again.
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: current.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        secrets.delete(&current.name_any(), &dp).await?;
+        keep_foreign_metadata(&current, &mut wanted);
+        secrets.create(&PostParams::default(), &wanted).await?;
+        return Ok(Applied::Recreated);
+    }
+    keep_foreign_metadata(&current, &mut wanted);
+    wanted.metadata.resource_version = current.metadata.resource_version.clone();
+    secrets
+        .replace(&current.name_any(), &PostParams::default(), &wanted)
+        .await?;
+    Ok(Applied::Updated)
+}
+
+/// Labels, annotations and owner references that other tools put on the Secret are kept.
+fn keep_foreign_metadata(current: &Secret, wanted: &mut Secret) {
+    let merge = |have: &BTreeMap<String, String>, want: &mut BTreeMap<String, String>| {
+        for (k, v) in have {
+            want.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    };
+    merge(current.labels(), wanted.labels_mut());
+    merge(current.annotations(), wanted.annotations_mut());
+    let ours: Vec<String> = wanted.owner_references().iter().map(|o| o.uid.clone()).collect();
+    let others = current
+        .owner_references()
+        .iter()
+        .filter(|o| !ours.contains(&o.uid) && o.controller != Some(true));
+    let mut refs: Vec<OwnerReference> = others.cloned().collect();
+    refs.extend(wanted.owner_references().iter().cloned());
+    wanted.metadata.owner_references = Some(refs);
+}
+
+/// Patches the status when the Ready condition or observedGeneration changed; returns whether it did.
+async fn write_status(
+    ctx: &Context,
+    ss: &SealedSecret,
+    namespace: &str,
+    status: &str,
+    reason: Reason,
+    message: &str,
+) -> Result<bool, kube::Error> {
+    let current = ss.status.clone().unwrap_or_default();
+    let old = current.conditions.iter().find(|c| c.type_ == "Ready");
+    let same = old.is_some_and(|c| c.status == status && c.reason == reason.as_str() && c.message == message);
+    if same && current.observed_generation == ss.metadata.generation {
+        return Ok(false);
+    }
+    let transition = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(jiff::Timestamp::now()),
+    };
+    let condition = Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.as_str().into(),
+        message: message.into(),
+        observed_generation: ss.metadata.generation,
+        last_transition_time: transition,
+    };
+    let new = SealedSecretStatus {
+        conditions: vec![condition],
+        observed_generation: ss.metadata.generation,
+    };
+    let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch_status(
+        &ss.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": new })),
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn publish_event(ctx: &Context, ss: &SealedSecret, status: &str, reason: Reason, message: &str) {
+    let event = Event {
+        type_: if status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: reason.as_str().into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Unseal".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &ss.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
+/// Failures talking to the API are retried with a short backoff.
+pub fn error_policy(_ss: Arc<SealedSecret>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(%error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
