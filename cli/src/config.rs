@@ -126,8 +126,8 @@ pub fn choose(args: &RecipientArgs, scope_flag: Option<Scope>, anchor: &Path) ->
         bail!(hinted(
             "no recipients to seal to",
             format!(
-                "pass --recipient age1… or --recipients-file FILE, or add a creation rule to {CONFIG_FILE} \
-                 in the repository"
+                "pass --recipient age1… or --recipients-file FILE (get the cluster's with `sealant recipients \
+                 fetch`), or add a creation rule to {CONFIG_FILE} in the repository"
             ),
         ));
     }

@@ -1,5 +1,6 @@
 //! `sealant`: seal Kubernetes Secrets so they can be committed to Git.
 
+mod cluster;
 mod cmd;
 mod config;
 mod docs;
@@ -31,8 +32,17 @@ enum Command {
     Seal(SealArgs),
     /// Open SealedSecrets back into Secrets with an identity file (recovery)
     Unseal(UnsealArgs),
-    /// Re-seal SealedSecrets to new recipients, offline, over files or directory trees
+    /// Re-seal SealedSecrets to new recipients (offline with --identity) or to the cluster's newest key
+    /// (online, through the controller), over files or directory trees
     Reencrypt(ReencryptArgs),
+    /// The cluster's recipients (public keys) to seal to
+    #[command(subcommand)]
+    Recipients(RecipientsCommand),
+    /// Ask the cluster's controller whether it can unseal SealedSecrets
+    Verify(VerifyArgs),
+    /// The controller's sealing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -133,14 +143,53 @@ struct UnsealArgs {
 
 #[derive(Debug, Args)]
 struct ReencryptArgs {
-    /// Identity file that opens the current values
-    #[arg(short, long, value_name = "FILE", env = "SEALANT_IDENTITY", required = true)]
+    /// Identity file that opens the current values (offline mode); without it, the controller re-seals to
+    /// its newest key (online mode)
+    #[arg(short, long, value_name = "FILE", env = "SEALANT_IDENTITY")]
     identity: Vec<PathBuf>,
     #[command(flatten)]
     recipients: RecipientArgs,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
     /// Files or directories to re-seal in place (YAML/JSON; directories are walked); standard input to
     /// standard output when none is given
     paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum RecipientsCommand {
+    /// Fetch the recipients the controller publishes (through your kubeconfig) and save them to a file
+    Fetch {
+        /// Save to FILE [default: ~/.cache/sealant/recipients/CONTEXT.txt]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Read the SealedSecret(s) from FILE instead of standard input
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Save the controller's key Secrets (restore with `kubectl apply -f`); keep the file secret
+    Backup {
+        /// Write to FILE (mode 0600) instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Write a plain age identity file (for `sealant unseal -i`) instead of Secrets
+        #[arg(long)]
+        identity_file: bool,
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +239,16 @@ fn main() -> ExitCode {
             name: a.name,
             key: a.key,
         }),
-        Command::Reencrypt(a) => cmd::reencrypt::run(&a.identity, &a.recipients, &a.paths),
+        Command::Reencrypt(a) => cmd::reencrypt::run(&a.identity, &a.recipients, &a.cluster, &a.paths),
+        Command::Recipients(RecipientsCommand::Fetch { output, cluster }) => {
+            cmd::cluster_cmds::recipients_fetch(&cluster, output.as_deref())
+        }
+        Command::Verify(a) => cmd::cluster_cmds::verify(&a.cluster, a.input.as_deref()),
+        Command::Keys(KeysCommand::Backup {
+            output,
+            identity_file,
+            cluster,
+        }) => cmd::cluster_cmds::keys_backup(&cluster, output.as_deref(), identity_file),
         Command::Completions(a) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut command, "sealant", &mut std::io::stdout());

@@ -119,7 +119,12 @@ fn read_secret(doc: &Value, index: usize) -> Result<SecretInput> {
             ));
         };
         for (k, v) in map {
-            let text = v.as_str().unwrap_or_default();
+            let Some(text) = v.as_str() else {
+                bail!(hinted(
+                    format!("{label}: data.{k} must be a base64 string"),
+                    "base64-encode the value, or put the plain text under stringData instead",
+                ));
+            };
             let bytes = STANDARD.decode(text.trim()).map_err(|_| {
                 hinted(
                     format!("{label}: data.{k} is not valid base64"),

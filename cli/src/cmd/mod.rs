@@ -1,5 +1,6 @@
 //! The subcommands, and what several of them share: loading identities and opening sealed values.
 
+pub mod cluster_cmds;
 pub mod keygen;
 pub mod reencrypt;
 pub mod seal;
