@@ -143,7 +143,11 @@ fn matching_rule(config: &Path, anchor: &Path) -> Result<Option<RuleChoice>> {
     let text = read_file(config, CONFIG_FILE)?;
     let file: ConfigFile = serde_saphyr::from_str(&text).map_err(|e| {
         hinted(
-            format!("{} is not a valid sealant config:\n{e}", config.display()),
+            format!(
+                "{} is not a valid sealant config: {}",
+                config.display(),
+                crate::docs::yaml_error(&e)
+            ),
             "it takes `creation_rules:` entries with path_regex, recipients, recipients_file and scope",
         )
     })?;

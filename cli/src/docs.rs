@@ -11,7 +11,7 @@ use crate::error::hinted;
 pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
         hinted(
-            format!("{source} is not valid YAML or JSON:\n{e}"),
+            format!("{source} is not valid YAML or JSON: {}", yaml_error(&e)),
             "fix the syntax at the place shown (indentation and `key: value` pairs are the usual suspects)",
         )
     })?;
@@ -32,6 +32,12 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
         out.push(doc);
     }
     Ok(out)
+}
+
+/// A YAML parser error as text, without the parser's own `error: ` prefix (ours already says it).
+pub fn yaml_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.strip_prefix("error: ").map(str::to_owned).unwrap_or(text)
 }
 
 /// The `kind` and `apiVersion` of a document, for messages.

@@ -13,6 +13,12 @@ pub fn read_input(path: Option<&Path>) -> Result<(Zeroizing<String>, String)> {
     let mut text = Zeroizing::new(String::new());
     match path {
         Some(p) if p != Path::new("-") => {
+            if p.is_dir() {
+                return Err(hinted(
+                    format!("{} is a directory", p.display()),
+                    "pass a YAML or JSON file with -f/--file (reencrypt is the command that walks directories)",
+                ));
+            }
             let mut f = std::fs::File::open(p).map_err(|e| {
                 hinted(
                     format!("cannot read {}: {e}", p.display()),
@@ -20,16 +26,23 @@ pub fn read_input(path: Option<&Path>) -> Result<(Zeroizing<String>, String)> {
                 )
             })?;
             f.read_to_string(&mut text)
-                .with_context(|| format!("reading {} as UTF-8 text", p.display()))?;
+                .map_err(|e| not_text(&p.display().to_string(), &e))?;
             Ok((text, p.display().to_string()))
         }
         _ => {
             std::io::stdin()
                 .read_to_string(&mut text)
-                .context("reading standard input as UTF-8 text")?;
+                .map_err(|e| not_text("standard input", &e))?;
             Ok((text, "standard input".to_owned()))
         }
     }
+}
+
+fn not_text(source: &str, e: &std::io::Error) -> anyhow::Error {
+    hinted(
+        format!("cannot read {source} as UTF-8 text: {e}"),
+        "pass YAML or JSON text; binary values go base64-encoded under data (or seal one with --raw --from-file)",
+    )
 }
 
 /// Reads a file with a clear error naming the flag it came from.
@@ -57,6 +70,16 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if !dir.is_dir() {
+        return Err(hinted(
+            format!(
+                "cannot write {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            ),
+            "create the directory first, or choose another path",
+        ));
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".sealant-")
         .tempfile_in(&dir)

@@ -64,7 +64,9 @@ pub fn scrub(doc: &mut Value) {
 }
 
 fn valid_key(k: &str) -> bool {
-    !k.is_empty()
+    k != "."
+        && k != ".."
+        && !k.is_empty()
         && k.len() <= 253
         && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
@@ -87,18 +89,25 @@ fn read_secret(doc: &Value, index: usize) -> Result<SecretInput> {
         ));
     }
     let meta = doc.get("metadata");
-    let get = |field: &str| {
-        meta.and_then(|m| m.get(field))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+    let get = |field: &str| -> Result<Option<String>> {
+        match meta.and_then(|m| m.get(field)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(hinted(
+                format!("document {index}: metadata.{field} must be a string, not `{other}`"),
+                format!(
+                    "quote it: `{field}: \"{other}\"` (YAML reads yes/no/on/off and numbers as other types)"
+                ),
+            )),
+        }
     };
-    let name = get("name");
+    let name = get("name")?;
     let label = format!(
         "document {index} (Secret {})",
         name.as_deref().unwrap_or("<unnamed>")
     );
     let mut input = SecretInput {
-        namespace: get("namespace"),
+        namespace: get("namespace")?,
         type_: doc.get("type").and_then(Value::as_str).map(str::to_owned),
         immutable: doc.get("immutable").and_then(Value::as_bool),
         labels: string_map(meta.and_then(|m| m.get("labels")), "metadata.labels", &label)?,
@@ -162,7 +171,7 @@ fn read_secret(doc: &Value, index: usize) -> Result<SecretInput> {
     if let Some(bad) = input.data.keys().find(|k| !valid_key(k)) {
         bail!(hinted(
             format!("{label}: `{bad}` is not a valid Secret key"),
-            "keys may contain only letters, digits, `-`, `_` and `.`",
+            "keys may contain only letters, digits, `-`, `_` and `.` (and may not be `.` or `..`)",
         ));
     }
     Ok(input)

@@ -160,6 +160,13 @@ fn raw(o: &Options) -> Result<()> {
         }
         None => {
             std::io::stdin().read_to_end(&mut value)?;
+            if value.is_empty() {
+                bail!(hinted(
+                    "nothing to seal: standard input was empty",
+                    "pipe the value in (`printf %s VALUE | sealant seal --raw …`), or pass --from-file FILE \
+                     (--from-file /dev/null seals an empty value on purpose)",
+                ));
+            }
         }
     }
     let target = Target {

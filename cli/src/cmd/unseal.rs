@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealant_seal::Target;
+use sealant_seal::{Target, UnsealError};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
@@ -39,8 +39,17 @@ pub fn run(o: Options) -> Result<()> {
             name: o.name.as_deref().unwrap_or(""),
             key: o.key.as_deref().unwrap_or(""),
         };
-        let opened = sealant_seal::unseal(ring.identities(), &target, &sealed)
-            .map_err(|e| explain(e, &ring, "the sealed value"))?;
+        let opened = sealant_seal::unseal(ring.identities(), &target, &sealed).map_err(|e| {
+            let unplaced = o.namespace.is_none() || o.name.is_none() || o.key.is_none();
+            if matches!(e, UnsealError::ScopeMismatch { .. }) && unplaced {
+                hinted(
+                    format!("cannot open the sealed value: {e}"),
+                    "pass --namespace, --name and --key of the place the value is used at: they are bound into it",
+                )
+            } else {
+                explain(e, &ring, "the sealed value")
+            }
+        })?;
         let mut out = std::io::stdout().lock();
         out.write_all(opened.value.as_bytes())?;
         out.flush()?;
