@@ -7,7 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sealant_crds::SealedSecret;
-use sealant_seal::{Fingerprint, Keyring, Plaintext, Target, UnsealError};
+use sealant_seal::{Fingerprint, Keyring, Plaintext, Target, UnsealError, Unsealed};
 
 use super::template::render;
 
@@ -61,10 +61,11 @@ pub struct Desired {
     pub data: BTreeMap<String, Plaintext>,
 }
 
-/// Unseals every value with the identity named by `spec.recipients` and renders `spec.template`.
-pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError> {
-    let name = ss.metadata.name.clone().unwrap_or_default();
-    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+/// Opens every value of `ss` with the identity named by `spec.recipients` (never trying other keys), checking
+/// each value's scope against where it is found.
+pub fn open_all(ss: &SealedSecret, keyring: &Keyring) -> Result<BTreeMap<String, Unsealed>, BuildError> {
+    let name = ss.metadata.name.as_deref().unwrap_or_default();
+    let namespace = ss.metadata.namespace.as_deref().unwrap_or_default();
     let fingerprints: Vec<Fingerprint> = ss
         .spec
         .recipients
@@ -80,18 +81,27 @@ pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError
                     .into(),
         });
     }
-    let mut data = BTreeMap::new();
-    for (key, sealed) in &ss.spec.encrypted_data {
-        let target = Target {
-            namespace: &namespace,
-            name: &name,
-            key,
-        };
-        let opened = keyring
-            .unseal(&fingerprints, &target, sealed)
-            .map_err(|e| unseal_failure(key, e))?;
-        data.insert(key.clone(), opened.value);
-    }
+    ss.spec
+        .encrypted_data
+        .iter()
+        .map(|(key, sealed)| {
+            let target = Target { namespace, name, key };
+            let opened = keyring
+                .unseal(&fingerprints, &target, sealed)
+                .map_err(|e| unseal_failure(key, e))?;
+            Ok((key.clone(), opened))
+        })
+        .collect()
+}
+
+/// Unseals every value with the identity named by `spec.recipients` and renders `spec.template`.
+pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError> {
+    let name = ss.metadata.name.clone().unwrap_or_default();
+    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+    let mut data: BTreeMap<String, Plaintext> = open_all(ss, keyring)?
+        .into_iter()
+        .map(|(k, u)| (k, u.value))
+        .collect();
     let template = ss.spec.template.clone().unwrap_or_default();
     let mut rendered = BTreeMap::new();
     for (key, tpl) in &template.data {
@@ -114,7 +124,7 @@ pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError
     })
 }
 
-pub(super) fn unseal_failure(key: &str, e: UnsealError) -> BuildError {
+fn unseal_failure(key: &str, e: UnsealError) -> BuildError {
     let reason = match &e {
         UnsealError::ScopeMismatch { .. } => Reason::ScopeMismatch,
         UnsealError::UnknownKey { .. } => Reason::UnknownKey,

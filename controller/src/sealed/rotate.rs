@@ -1,32 +1,23 @@
 //! Re-sealing a SealedSecret to the newest key, keeping every value's scope (POST /v1/rotate).
 
 use sealant_crds::SealedSecret;
-use sealant_seal::{Fingerprint, Keyring, Recipient, Target};
+use sealant_seal::{Keyring, Recipient, Target};
 
-use super::build::{BuildError, Reason, unseal_failure};
+use super::build::{BuildError, Reason, open_all};
 
 /// The SealedSecret with every value re-sealed to `newest`. Values sealed to other recipients as well (a
 /// backup key, another cluster) are re-sealed to `newest` only: the controller knows no other public keys.
 pub fn rotate(ss: &SealedSecret, keyring: &Keyring, newest: &Recipient) -> Result<SealedSecret, BuildError> {
-    let namespace = ss.metadata.namespace.clone().unwrap_or_default();
-    let name = ss.metadata.name.clone().unwrap_or_default();
-    let fingerprints: Vec<Fingerprint> = ss
-        .spec
-        .recipients
-        .iter()
-        .map(|f| Fingerprint::from(f.as_str()))
-        .collect();
+    let namespace = ss.metadata.namespace.as_deref().unwrap_or_default();
+    let name = ss.metadata.name.as_deref().unwrap_or_default();
     let mut out = ss.clone();
     out.status = None;
-    for (key, sealed) in &ss.spec.encrypted_data {
+    for (key, opened) in open_all(ss, keyring)? {
         let target = Target {
-            namespace: &namespace,
-            name: &name,
-            key,
+            namespace,
+            name,
+            key: &key,
         };
-        let opened = keyring
-            .unseal(&fingerprints, &target, sealed)
-            .map_err(|e| unseal_failure(key, e))?;
         let resealed = sealant_seal::seal(
             std::slice::from_ref(newest),
             opened.scope,
@@ -37,7 +28,7 @@ pub fn rotate(ss: &SealedSecret, keyring: &Keyring, newest: &Recipient) -> Resul
             reason: Reason::DecryptFailed,
             message: format!("key {key}: {e}"),
         })?;
-        out.spec.encrypted_data.insert(key.clone(), resealed);
+        out.spec.encrypted_data.insert(key, resealed);
     }
     out.spec.recipients = vec![newest.fingerprint().to_string()];
     Ok(out)
