@@ -46,7 +46,7 @@ struct Config {
     no_keygen: bool,
     /// Make a new sealing key this often; 0 turns renewal off (old keys are always kept)
     #[arg(long, env = "SEALANT_KEY_RENEW_PERIOD", default_value = "30d", value_parser = parse_period)]
-    key_renew_period: Option<Duration>,
+    key_renew_period: Duration,
     /// Run without leader election (only for a single replica)
     #[arg(long, env = "SEALANT_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -70,13 +70,11 @@ struct Config {
     log_format: LogFormat,
 }
 
-fn parse_period(s: &str) -> Result<Option<Duration>, String> {
+fn parse_period(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
-        return Ok(None);
+        return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s)
-        .map(Some)
-        .map_err(|e| format!("{e} (examples: 30d, 720h, 0 for off)"))
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30d, 720h, 0 for off)"))
 }
 
 fn init_tracing(format: LogFormat) {
@@ -84,7 +82,8 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -112,7 +111,10 @@ async fn main() -> std::process::ExitCode {
     match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            error!(error = format!("{e:#}"), "sealant-controller stopped");
+            error!(
+                error = format!("{e}: {}", e.root_cause()),
+                "sealant-controller stopped"
+            );
             std::process::ExitCode::FAILURE
         }
     }
@@ -186,7 +188,7 @@ async fn run(config: Config) -> Result<()> {
         config.namespace.clone(),
         keys.clone(),
         !config.no_keygen,
-        config.key_renew_period,
+        (!config.key_renew_period.is_zero()).then_some(config.key_renew_period),
         keys_changed_rx.clone(),
     ));
 
@@ -258,4 +260,28 @@ fn tokio_stream_from_watch(rx: watch::Receiver<u64>) -> impl futures::Stream<Ite
         rx.changed().await.ok()?;
         Some(((), rx))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_defaults_and_overrides() {
+        <Config as clap::CommandFactory>::command().debug_assert();
+        let c = Config::try_parse_from(["sealant-controller"]).unwrap();
+        assert_eq!(c.key_renew_period, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.namespace, "sealant");
+        let c = Config::try_parse_from([
+            "sealant-controller",
+            "--key-renew-period",
+            "0",
+            "--lease-duration",
+            "3s",
+        ])
+        .unwrap();
+        assert!(c.key_renew_period.is_zero());
+        assert_eq!(c.lease_duration, Duration::from_secs(3));
+        assert!(Config::try_parse_from(["sealant-controller", "--key-renew-period", "soon"]).is_err());
+    }
 }
