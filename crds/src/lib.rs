@@ -3,8 +3,18 @@
 //! The CRD YAML under `crds/yaml/` is generated from these types by `cargo run -p sealant-crds --bin crdgen`;
 //! a test fails when the committed YAML is stale.
 
+mod external;
 mod sealedsecret;
 
+pub use external::{
+    AwsAuth, AwsJwtAuth, AwsProvider, AwsSecretRef, CaProvider, ClusterSecretStore,
+    ClusterSecretStoreCondition, ClusterSecretStoreSpec, CreationPolicy, DecodingStrategy, DeletionPolicy,
+    ExternalSecret, ExternalSecretData, ExternalSecretDataFromRemoteRef, ExternalSecretFind,
+    ExternalSecretSpec, ExternalSecretStatus, ExternalSecretTarget, ExternalSecretTemplate, FindName,
+    RemoteReference, SecretBinding, SecretKeySelector, SecretStore, SecretStoreProvider, SecretStoreRef,
+    SecretStoreSpec, SecretStoreStatus, ServiceAccountSelector, StoreKind, VaultAppRole, VaultAuth,
+    VaultKubernetesAuth, VaultProvider,
+};
 pub use sealedsecret::{
     SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate, TemplateMetadata,
 };
@@ -20,7 +30,12 @@ pub const SCOPE_ANNOTATION: &str = "sealant.dev/scope";
 
 /// Every CRD this crate defines, with the file name its YAML is committed under.
 pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
-    vec![("sealedsecret.yaml", SealedSecret::crd())]
+    vec![
+        ("sealedsecret.yaml", SealedSecret::crd()),
+        ("externalsecret.yaml", ExternalSecret::crd()),
+        ("secretstore.yaml", SecretStore::crd()),
+        ("clustersecretstore.yaml", ClusterSecretStore::crd()),
+    ]
 }
 
 /// The YAML text of a CRD as committed.
