@@ -4,9 +4,11 @@
 //! ([`sealed::reconcile`]). Keys live in labelled Secrets ([`keys`], watched live by [`keys_task`]); only the
 //! holder of the leader Lease ([`leader`]) writes; every replica serves the endpoints ([`http`]).
 
+pub mod external;
 pub mod http;
 pub mod keys;
 pub mod keys_task;
 pub mod leader;
 pub mod metrics;
 pub mod sealed;
+pub mod template;

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use sealant_crds::SealedSecret;
 use sealant_seal::{Fingerprint, Keyring, Plaintext, Target, UnsealError, Unsealed};
 
-use super::template::render;
+use crate::template::render;
 
 /// The reason of the Ready condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

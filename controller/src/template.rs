@@ -1,4 +1,4 @@
-//! `spec.template.data`: extra Secret keys rendered from the decrypted values, e.g.
+//! `spec.template.data` of SealedSecrets and ExternalSecrets: keys rendered from the other values, e.g.
 //! `postgres://{{ .username }}:{{ .password }}@db:5432/app`. A placeholder is `{{ .KEY }}` (spaces optional)
 //! where KEY is a data key of the SealedSecret; `{{ "{{" }}` writes a literal `{{`.
 
