@@ -8,4 +8,5 @@
 
 pub mod admission;
 pub mod coalesce;
+pub mod reload;
 pub mod schedule;
