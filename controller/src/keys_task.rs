@@ -16,8 +16,8 @@ use tracing::{error, info, warn};
 
 use crate::keys::{KEY_LABEL, KEY_LABEL_VALUE, KeyStore, RECIPIENTS_CONFIGMAP, key_secret, renewal_due};
 
-/// Keeps `store` equal to the key Secrets in `namespace`; bumps `changed` after every change and sets `ready`
-/// after the first list.
+/// Keeps `store` equal to the key Secrets in `namespace`; bumps `changed` after every complete list and every
+/// change (never mid-list), and sets `ready` after the first list.
 pub async fn watch_keys(
     client: kube::Client,
     namespace: String,
@@ -31,8 +31,14 @@ pub async fn watch_keys(
     let mut initial = Vec::new();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Init) => initial.clear(),
-            Ok(Event::InitApply(s)) => initial.push(s),
+            Ok(Event::Init) => {
+                initial.clear();
+                continue;
+            }
+            Ok(Event::InitApply(s)) => {
+                initial.push(s);
+                continue;
+            }
             Ok(Event::InitDone) => {
                 for e in store.replace_all(initial.iter()) {
                     error!(error = %e, "key Secret ignored");
@@ -72,6 +78,10 @@ pub async fn maintain_keys(
 ) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let configmaps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    // Decide about keys only once the key Secrets have been listed, or a restart would make a needless key.
+    if changed.wait_for(|v| *v > 0).await.is_err() {
+        return;
+    }
     loop {
         let now = Timestamp::now();
         let newest = store.newest().map(|(_, created)| created);

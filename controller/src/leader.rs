@@ -90,7 +90,11 @@ impl Elector {
                 previous.and_then(|p| p.acquire_time.clone())
             },
             renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(if taking_over { transitions + 1 } else { transitions }),
+            lease_transitions: Some(if taking_over && previous.is_some() {
+                transitions + 1
+            } else {
+                transitions
+            }),
             ..Default::default()
         }
     }

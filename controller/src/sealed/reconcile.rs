@@ -98,10 +98,10 @@ async fn reconcile_inner(ss: &SealedSecret, ctx: &Context) -> Result<Action, Err
                 ss.name_any()
             ),
         ),
-        Ok(applied) => (
+        Ok(_) => (
             "True",
             Reason::Unsealed,
-            format!("Secret {} is up to date ({applied:?})", ss.name_any()),
+            format!("Secret {} is up to date", ss.name_any()),
         ),
         Err(BuildError { reason, message }) => ("False", *reason, message.clone()),
     };
