@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod build;
 pub mod coalesce;
+pub mod reconcile;
 pub mod reload;
 pub mod schedule;
 pub mod stores;
