@@ -4,6 +4,7 @@
 //! a test fails when the committed YAML is stale.
 
 mod external;
+mod gitsync;
 mod sealedsecret;
 
 pub use external::{
@@ -14,6 +15,9 @@ pub use external::{
     RemoteReference, SecretBinding, SecretKeySelector, SecretStore, SecretStoreProvider, SecretStoreRef,
     SecretStoreSpec, SecretStoreStatus, ServiceAccountSelector, StoreKind, VaultAppRole, VaultAuth,
     VaultKubernetesAuth, VaultProvider,
+};
+pub use gitsync::{
+    GitReference, GitSync, GitSyncSpec, GitSyncStatus, Inventory, InventoryEntry, LocalObjectReference,
 };
 pub use sealedsecret::{
     SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate, TemplateMetadata,
@@ -35,6 +39,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("externalsecret.yaml", ExternalSecret::crd()),
         ("secretstore.yaml", SecretStore::crd()),
         ("clustersecretstore.yaml", ClusterSecretStore::crd()),
+        ("gitsync.yaml", GitSync::crd()),
     ]
 }
 

@@ -35,6 +35,18 @@ fn crd_yaml_parses_back_into_a_crd() {
             "SealedSecret" => &["encryptedData", "template", "recipients"],
             "ExternalSecret" => &["refreshInterval", "secretStoreRef", "target", "data", "dataFrom"],
             "SecretStore" | "ClusterSecretStore" => &["provider", "conditions"],
+            "GitSync" => &[
+                "url",
+                "ref",
+                "path",
+                "interval",
+                "secretRef",
+                "prune",
+                "targetNamespace",
+                "serviceAccountName",
+                "suspend",
+                "timeout",
+            ],
             other => panic!("unexpected kind {other}"),
         };
         for field in expected {
