@@ -5,6 +5,7 @@
 //! holder of the leader Lease ([`leader`]) writes; every replica serves the endpoints ([`http`]).
 
 pub mod external;
+pub mod gitops;
 pub mod http;
 pub mod keys;
 pub mod keys_task;

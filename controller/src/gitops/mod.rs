@@ -1,0 +1,6 @@
+//! GitSync: fetch (gitsource) -> load and validate every manifest (nothing is applied when one is bad) ->
+//! staged server-side apply (CRDs, Namespaces and ClusterRoles; then secrets; then the rest) -> prune ->
+//! status with the inventory.
+
+pub mod load;
+pub mod stage;
