@@ -2,5 +2,6 @@
 //! staged server-side apply (CRDs, Namespaces and ClusterRoles; then secrets; then the rest) -> prune ->
 //! status with the inventory.
 
+pub mod apply;
 pub mod load;
 pub mod stage;

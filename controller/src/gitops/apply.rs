@@ -1,0 +1,487 @@
+//! Applying a loaded revision: server-side dry-run of every object whose kind the cluster knows (nothing is
+//! written when one fails), then staged server-side apply with field manager `sealant` (CRDs, Namespaces and
+//! ClusterRoles, waiting until CRDs are established; then secrets, waiting until SealedSecrets and
+//! ExternalSecrets are Ready; then the rest). Objects that already hold what the revision says are not
+//! written, so a no-change reconcile makes no writes, while drift from manual edits is put back.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::{ApiCapabilities, Discovery, Scope};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::load::{Object, ObjectId};
+use super::stage::{Stage, ordered, to_prune};
+
+pub const FIELD_MANAGER: &str = "sealant";
+/// The label on every object a GitSync applied: `<namespace>.<name>` of the GitSync. Prune deletes only
+/// objects that carry it.
+pub const OWNER_LABEL: &str = "sealant.dev/gitsync";
+/// `sealant.dev/prune: disabled` on an object keeps prune away from it.
+pub const PRUNE_ANNOTATION: &str = "sealant.dev/prune";
+
+/// Why a revision was not (completely) applied. Nothing secret in any message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{file}: {kind} {name}: {reason}")]
+    Invalid {
+        file: String,
+        kind: String,
+        name: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    NotReady(String),
+    #[error(
+        "refusing to prune all {0} objects: the revision holds no manifests (set spec.allowEmpty to allow)"
+    )]
+    EmptyPrune(usize),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl ApplyError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Invalid { .. } => "ValidationFailed",
+            ApplyError::NotReady(_) => "DependencyNotReady",
+            ApplyError::EmptyPrune(_) => "PruneRefused",
+            ApplyError::Kube(_) => "ApplyFailed",
+        }
+    }
+}
+
+/// What applying did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Every object of the revision, with the version applied (the new inventory, before prune failures).
+    pub applied: Vec<(ObjectId, String)>,
+    pub written: usize,
+    pub unchanged: usize,
+    pub pruned: Vec<ObjectId>,
+    /// Objects prune could not delete: they stay in the inventory.
+    pub prune_failed: Vec<(ObjectId, String)>,
+}
+
+/// What a GitSync asks for besides the objects.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `<namespace>.<name>` of the GitSync.
+    pub owner: String,
+    /// Namespace for namespaced objects that name none (the GitSync's own).
+    pub default_namespace: String,
+    /// Namespace forced onto every namespaced object.
+    pub target_namespace: Option<String>,
+    pub force: bool,
+    pub timeout: Duration,
+}
+
+/// True when `current` holds every field of `desired` with the same value.
+pub fn contains(current: &Value, desired: &Value) -> bool {
+    match (current, desired) {
+        (Value::Object(c), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| c.get(k).is_some_and(|cv| contains(cv, dv))),
+        (Value::Array(c), Value::Array(d)) => {
+            c.len() == d.len() && c.iter().zip(d).all(|(cv, dv)| contains(cv, dv))
+        }
+        (Value::Number(c), Value::Number(d)) => c.as_f64() == d.as_f64(),
+        (c, d) => c == d,
+    }
+}
+
+/// Secrets: `stringData` folded into `data`, so what is applied is what the server stores (and compares).
+fn fold_string_data(obj: &mut Value) {
+    if obj["apiVersion"] != "v1" || obj["kind"] != "Secret" {
+        return;
+    }
+    let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let data = obj["data"]
+        .as_object_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut data = data;
+    for (k, v) in sd {
+        let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+        data.insert(
+            k,
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+    }
+    obj["data"] = Value::Object(data);
+}
+
+/// Applies revisions for one GitSync.
+pub struct Applier {
+    client: Client,
+    discovery: Option<Discovery>,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier").finish_non_exhaustive()
+    }
+}
+
+impl Applier {
+    /// `client` is the one writes go through (impersonating the GitSync's ServiceAccount when it names one).
+    pub fn new(client: Client) -> Self {
+        Applier {
+            client,
+            discovery: None,
+        }
+    }
+
+    async fn refresh(&mut self) -> Result<(), kube::Error> {
+        self.discovery = Some(Discovery::new(self.client.clone()).run().await?);
+        Ok(())
+    }
+
+    async fn resolve(
+        &mut self,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, kube::Error> {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        if self.discovery.is_none() {
+            self.refresh().await?;
+        }
+        if let Some(found) = self.discovery.as_ref().and_then(|d| d.resolve_gvk(&gvk)) {
+            return Ok(Some(found));
+        }
+        self.refresh().await?;
+        Ok(self.discovery.as_ref().and_then(|d| d.resolve_gvk(&gvk)))
+    }
+
+    fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Api<DynamicObject> {
+        match (caps.scope == Scope::Namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, ar),
+            _ => Api::all_with(self.client.clone(), ar),
+        }
+    }
+
+    /// Fixes namespace and owner label of an object for its scope; returns the object to send and its id.
+    fn prepare(&self, o: &Object, caps: &ApiCapabilities, opts: &Options) -> (Value, ObjectId) {
+        let mut value = o.value.clone();
+        let namespaced = caps.scope == Scope::Namespaced;
+        let ns = namespaced.then(|| {
+            opts.target_namespace
+                .clone()
+                .or_else(|| o.namespace.clone())
+                .unwrap_or_else(|| opts.default_namespace.clone())
+        });
+        match &ns {
+            Some(ns) => value["metadata"]["namespace"] = Value::String(ns.clone()),
+            None => {
+                if let Some(m) = value["metadata"].as_object_mut() {
+                    m.remove("namespace");
+                }
+            }
+        }
+        if !value["metadata"]["labels"].is_object() {
+            value["metadata"]["labels"] = Value::Object(Default::default());
+        }
+        value["metadata"]["labels"][OWNER_LABEL] = Value::String(opts.owner.clone());
+        fold_string_data(&mut value);
+        let id = ObjectId {
+            namespace: ns,
+            ..o.id()
+        };
+        (value, id)
+    }
+
+    /// Applies `objects`. With `revision_changed` false, objects already as wanted are not written.
+    pub async fn apply(
+        &mut self,
+        objects: &[Object],
+        previous: &[ObjectId],
+        opts: &Options,
+        revision_changed: bool,
+        prune: bool,
+        allow_empty: bool,
+    ) -> Result<Report, ApplyError> {
+        let started = Instant::now();
+        let mut report = Report::default();
+        if prune && objects.is_empty() && !previous.is_empty() && !allow_empty {
+            return Err(ApplyError::EmptyPrune(previous.len()));
+        }
+        // 1. dry-run everything the cluster can already check; nothing is written if one fails
+        let defined: BTreeSet<(String, String)> = objects
+            .iter()
+            .filter(|o| o.kind == "CustomResourceDefinition")
+            .filter_map(|o| {
+                let group = o.value["spec"]["group"].as_str()?;
+                let kind = o.value["spec"]["names"]["kind"].as_str()?;
+                Some((group.to_owned(), kind.to_owned()))
+            })
+            .collect();
+        for o in objects {
+            if defined.contains(&(o.group().to_owned(), o.kind.clone())) {
+                continue;
+            }
+            let Some((ar, caps)) = self.resolve(o.group(), o.version(), &o.kind).await? else {
+                return Err(invalid(
+                    o,
+                    format!("the cluster knows no kind {} in {}", o.kind, o.api_version),
+                ));
+            };
+            let (value, _) = self.prepare(o, &caps, opts);
+            let api = self.api(&ar, &caps, value["metadata"]["namespace"].as_str());
+            let pp = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+            if let Err(e) = api.patch(&o.name, &pp, &Patch::Apply(&value)).await {
+                match e {
+                    kube::Error::Api(s)
+                        if s.code == 400 || s.code == 422 || s.code == 403 || s.code == 404 =>
+                    {
+                        return Err(invalid(o, s.message));
+                    }
+                    other => return Err(other.into()),
+                }
+            }
+        }
+        // 2. staged apply
+        let mut current_stage = Stage::Definitions;
+        let mut stage_objects: Vec<(Value, ApiResource, ApiCapabilities)> = Vec::new();
+        for (stage, o) in ordered(objects) {
+            if stage != current_stage {
+                self.after_stage(current_stage, &stage_objects, opts, started)
+                    .await?;
+                stage_objects.clear();
+                current_stage = stage;
+            }
+            let Some((ar, caps)) = self.resolve(o.group(), o.version(), &o.kind).await? else {
+                return Err(invalid(
+                    o,
+                    format!("the cluster knows no kind {} in {}", o.kind, o.api_version),
+                ));
+            };
+            let (value, id) = self.prepare(o, &caps, opts);
+            let api = self.api(&ar, &caps, id.namespace.as_deref());
+            let unchanged = if revision_changed {
+                false
+            } else {
+                match api.get_opt(&o.name).await? {
+                    Some(current) => contains(&serde_json::to_value(&current).unwrap_or_default(), &value),
+                    None => false,
+                }
+            };
+            if unchanged {
+                report.unchanged += 1;
+            } else {
+                self.write(&api, o, &value, opts.force).await?;
+                report.written += 1;
+            }
+            report.applied.push((id, o.version().to_owned()));
+            stage_objects.push((value, ar, caps));
+        }
+        self.after_stage(current_stage, &stage_objects, opts, started)
+            .await?;
+        // 3. prune
+        if prune {
+            let now: BTreeSet<ObjectId> = report.applied.iter().map(|(id, _)| id.clone()).collect();
+            for id in to_prune(previous, &now) {
+                match self.prune_one(&id, opts).await {
+                    Ok(true) => report.pruned.push(id),
+                    Ok(false) => {}
+                    Err(e) => report.prune_failed.push((id, e.to_string())),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn write(
+        &self,
+        api: &Api<DynamicObject>,
+        o: &Object,
+        value: &Value,
+        force: bool,
+    ) -> Result<(), ApplyError> {
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch(&o.name, &pp, &Patch::Apply(value)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 422 && force => {
+                warn!(kind = %o.kind, name = %o.name, reason = %s.message, "recreating an object whose immutable fields changed");
+                api.delete(&o.name, &DeleteParams::foreground()).await?;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while api.get_opt(&o.name).await?.is_some() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                api.patch(&o.name, &pp, &Patch::Apply(value)).await?;
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => Err(invalid(
+                o,
+                format!(
+                    "{} (set spec.force to recreate objects whose immutable fields change)",
+                    s.message
+                ),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits after a stage: CRDs established (and discovery refreshed), SealedSecrets/ExternalSecrets Ready.
+    async fn after_stage(
+        &mut self,
+        stage: Stage,
+        applied: &[(Value, ApiResource, ApiCapabilities)],
+        opts: &Options,
+        started: Instant,
+    ) -> Result<(), ApplyError> {
+        let watched: Vec<&(Value, ApiResource, ApiCapabilities)> = applied
+            .iter()
+            .filter(|(v, _, _)| match stage {
+                Stage::Definitions => v["kind"] == "CustomResourceDefinition",
+                Stage::Secrets => v["apiVersion"] == "sealant.dev/v1" && v["kind"] != "Secret",
+                Stage::Workloads => false,
+            })
+            .collect();
+        for (value, ar, caps) in &watched {
+            let name = value["metadata"]["name"].as_str().unwrap_or_default();
+            let api = self.api(ar, caps, value["metadata"]["namespace"].as_str());
+            let want = if stage == Stage::Definitions {
+                "Established"
+            } else {
+                "Ready"
+            };
+            loop {
+                let obj = api.get_opt(name).await?;
+                let status = obj.as_ref().map(|o| o.data["status"].clone()).unwrap_or_default();
+                let generation = obj.as_ref().and_then(|o| o.metadata.generation);
+                let cond = status["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == want))
+                    .cloned();
+                let observed = status["observedGeneration"]
+                    .as_i64()
+                    .or(cond.as_ref().and_then(|c| c["observedGeneration"].as_i64()));
+                let current = stage == Stage::Definitions || generation.is_none() || observed >= generation;
+                match &cond {
+                    Some(c) if c["status"] == "True" && current => break,
+                    _ if started.elapsed() >= opts.timeout => {
+                        let why = cond
+                            .as_ref()
+                            .map(|c| {
+                                format!(
+                                    "{}: {}",
+                                    c["reason"].as_str().unwrap_or(""),
+                                    c["message"].as_str().unwrap_or("")
+                                )
+                            })
+                            .unwrap_or_else(|| "no status yet".into());
+                        return Err(ApplyError::NotReady(format!(
+                            "{} {name} is not {want} after {:?} ({why}); later stages were not applied",
+                            value["kind"].as_str().unwrap_or_default(),
+                            opts.timeout
+                        )));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        }
+        if stage == Stage::Definitions && !watched.is_empty() {
+            self.refresh().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes one object of the previous inventory if it still carries this GitSync's label and is not
+    /// annotated to be kept. Ok(false): nothing to delete (gone, or not ours).
+    async fn prune_one(&mut self, id: &ObjectId, opts: &Options) -> Result<bool, ApplyError> {
+        let version = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d.get(&id.group))
+            .and_then(|g| {
+                g.resources_by_stability()
+                    .into_iter()
+                    .find(|(ar, _)| ar.kind == id.kind)
+            })
+            .map(|(ar, _)| ar.version.clone());
+        let Some(version) = version else {
+            return Err(ApplyError::NotReady(format!(
+                "kind {} of group {} is no longer known",
+                id.kind, id.group
+            )));
+        };
+        let Some((ar, caps)) = self.resolve(&id.group, &version, &id.kind).await? else {
+            return Ok(false);
+        };
+        let api = self.api(&ar, &caps, id.namespace.as_deref());
+        let Some(obj) = api.get_opt(&id.name).await? else {
+            return Ok(false);
+        };
+        if obj.labels().get(OWNER_LABEL) != Some(&opts.owner) {
+            info!(object = %id, "not pruned: it does not carry this GitSync's label");
+            return Ok(false);
+        }
+        if obj
+            .annotations()
+            .get(PRUNE_ANNOTATION)
+            .is_some_and(|v| v == "disabled")
+        {
+            info!(object = %id, "not pruned: annotated {PRUNE_ANNOTATION}=disabled");
+            return Ok(false);
+        }
+        api.delete(&id.name, &DeleteParams::background()).await?;
+        info!(object = %id, "pruned");
+        Ok(true)
+    }
+}
+
+fn invalid(o: &Object, reason: String) -> ApplyError {
+    ApplyError::Invalid {
+        file: o.file.clone(),
+        kind: o.kind.clone(),
+        name: o.name.clone(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containment_ignores_server_additions_only() {
+        let current = json!({"metadata": {"name": "a", "uid": "1", "labels": {"x": "1", "y": "2"}}, "spec": {"replicas": 2, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        assert!(contains(
+            &current,
+            &json!({"metadata": {"labels": {"x": "1"}}, "spec": {"replicas": 2}})
+        ));
+        assert!(contains(&current, &json!({"spec": {"ports": [{"port": 80}]}})));
+        assert!(!contains(&current, &json!({"spec": {"replicas": 3}})));
+        assert!(!contains(
+            &current,
+            &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})
+        ));
+        assert!(!contains(
+            &current,
+            &json!({"metadata": {"annotations": {"a": "b"}}})
+        ));
+        assert!(contains(&json!({"n": 1.0}), &json!({"n": 1})));
+    }
+
+    #[test]
+    fn secret_string_data_is_folded() {
+        let mut s =
+            json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "eA=="}, "stringData": {"b": "y"}});
+        fold_string_data(&mut s);
+        assert_eq!(
+            s,
+            json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "eA==", "b": "eQ=="}})
+        );
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "stringData": {"b": "y"}});
+        fold_string_data(&mut cm);
+        assert!(cm.get("stringData").is_some());
+    }
+}
