@@ -28,6 +28,9 @@ pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
+    if content_type.contains("protobuf") {
+        return crate::protobuf::decode_object(body);
+    }
     let yaml = content_type.contains("yaml");
     let parsed = if yaml {
         let text =
@@ -158,7 +161,7 @@ fn delete_opts(ctx: &Ctx, body: &[u8]) -> Result<DeleteOpts, ApiError> {
     let b = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        parse_body(body, "application/json")?
+        parse_body(body, ctx.header("content-type"))?
     };
     let policy = b["propagationPolicy"]
         .as_str()

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod faults;
 mod handlers;
 pub mod patch;
+pub mod protobuf;
 pub mod proxy;
 pub mod rbac;
 pub mod resources;
