@@ -185,6 +185,11 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             }
         }
+        ("apps", "deployments" | "statefulsets" | "replicasets")
+            if obj["spec"].is_object() && obj["spec"]["replicas"].is_null() =>
+        {
+            obj["spec"]["replicas"] = json!(1);
+        }
         ("", "services") => {
             if obj["spec"]["type"].is_null() {
                 obj["spec"]["type"] = json!("ClusterIP");
