@@ -91,6 +91,7 @@ fn resource_json(r: &ResourceInfo) -> Vec<Value> {
     for s in &r.subresources {
         let (kind, verbs, group, version) = match s.as_str() {
             "token" => ("TokenRequest", json!(["create"]), "authentication.k8s.io", "v1"),
+            "scale" => ("Scale", json!(["get", "patch", "update"]), "autoscaling", "v1"),
             "proxy" => (
                 "ServiceProxyOptions",
                 json!(["create", "delete", "get", "patch", "update"]),

@@ -94,6 +94,11 @@ pub async fn resource(
         let obj = parse_body(&body, &ct)?;
         return review(&app, &ctx, &info, &ns, obj);
     }
+    if sub == "scale"
+        && let Some(name) = rp.name.as_deref()
+    {
+        return scale(&app, &ctx, &info, &ns, name, verb, &body, &ct);
+    }
     match (verb, rp.name.as_deref()) {
         ("watch", _) => watch::start(app, &ctx, info, rp.namespace.clone(), rp.name.clone()),
         ("list", _) => {
@@ -357,6 +362,77 @@ fn patch_object(
     }
     let v = st.update(info, ns, name, doc, mode, &wctx)?;
     Ok((StatusCode::OK, v))
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let labels = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let selector: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector.join(",")},
+    })
+}
+
+/// The `scale` subresource of Deployments, StatefulSets and ReplicaSets.
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    app: &App,
+    ctx: &Ctx,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    verb: &str,
+    body: &[u8],
+    ct: &str,
+) -> Result<Response, ApiError> {
+    let mut st = app.store.lock();
+    let cur = st.get(info, ns, name)?;
+    let mut sc = scale_of(&cur);
+    match verb {
+        "get" => return respond(ctx, StatusCode::OK, &sc),
+        "update" => sc = parse_body(body, ct)?,
+        "patch" => {
+            let p = parse_body(body, "application/json")?;
+            match PatchType::from_content_type(ct) {
+                Some(PatchType::Json) => patch::json_patch(&mut sc, &p)?,
+                Some(PatchType::Merge | PatchType::Strategic) => patch::merge_patch(&mut sc, &p),
+                _ => return Err(ApiError::unsupported_media_type(ct)),
+            }
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    }
+    let replicas = sc["spec"]["replicas"]
+        .as_i64()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                &[(
+                    "spec.replicas".into(),
+                    "Invalid value: must be greater than or equal to 0".into(),
+                )],
+            )
+        })?;
+    let mut obj = cur;
+    obj["spec"]["replicas"] = json!(replicas);
+    if let Some(rv) = sc["metadata"]["resourceVersion"].as_str() {
+        obj["metadata"]["resourceVersion"] = json!(rv);
+    }
+    let v = st.update(info, ns, name, obj, UpdateMode::Main, &write_ctx(ctx))?;
+    respond(ctx, StatusCode::OK, &scale_of(&v))
 }
 
 fn unreachable_apply() -> Result<(), ApiError> {

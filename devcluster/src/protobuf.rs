@@ -107,6 +107,7 @@ const TOKEN_REVIEW: &[F] = &[
     F(1, "metadata", K::Msg(META)),
     F(2, "spec", K::Msg(TOKEN_REVIEW_SPEC)),
 ];
+const SELF_REVIEW: &[F] = &[F(1, "metadata", K::Msg(META))];
 const POLICY_RULE: &[F] = &[
     F(1, "verbs", K::RepStr),
     F(2, "apiGroups", K::RepStr),
@@ -156,6 +157,7 @@ fn schema_for(kind: &str) -> Option<&'static [F]> {
         "SubjectAccessReview" | "LocalSubjectAccessReview" => SAR,
         "TokenRequest" => TOKEN_REQUEST,
         "TokenReview" => TOKEN_REVIEW,
+        "SelfSubjectReview" | "SelfSubjectRulesReview" => SELF_REVIEW,
         "Role" | "ClusterRole" => ROLE,
         "RoleBinding" | "ClusterRoleBinding" => BINDING,
         "DeleteOptions" => DELETE_OPTIONS,

@@ -174,7 +174,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
             true,
             &["deploy"],
             true,
-            &[],
+            &["scale"],
         ),
         builtin(
             "apps",
@@ -184,7 +184,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
             true,
             &["sts"],
             true,
-            &[],
+            &["scale"],
         ),
         builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, &[]),
         builtin(
@@ -195,7 +195,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
             true,
             &["rs"],
             true,
-            &[],
+            &["scale"],
         ),
         builtin(
             "coordination.k8s.io",
