@@ -1,0 +1,201 @@
+//! Authentication: the admin bearer token, extra static tokens, and signed ServiceAccount tokens
+//! (HS256 JWTs issued by the TokenRequest subresource and validated by TokenReview).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
+use serde_json::{Value, json};
+
+use crate::store::State;
+use crate::util::{now_unix, random_bytes};
+
+/// The issuer written into ServiceAccount tokens.
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name.
+    pub name: String,
+    /// User uid (may be empty).
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Extra attributes.
+    pub extra: HashMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// A user with groups (`system:authenticated` is added).
+    pub fn new(name: &str, groups: &[&str]) -> Self {
+        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        if !g.iter().any(|x| x == "system:authenticated") {
+            g.push("system:authenticated".into());
+        }
+        Self {
+            name: name.into(),
+            uid: String::new(),
+            groups: g,
+            extra: HashMap::new(),
+        }
+    }
+
+    /// The identity of a ServiceAccount.
+    pub fn service_account(ns: &str, name: &str, uid: &str) -> Self {
+        let mut u = Self::new(
+            &format!("system:serviceaccount:{ns}:{name}"),
+            &["system:serviceaccounts", &format!("system:serviceaccounts:{ns}")],
+        );
+        u.uid = uid.into();
+        u
+    }
+
+    /// Whether this user is a cluster admin.
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:masters")
+    }
+
+    /// The `UserInfo` JSON used in reviews.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"username": self.name, "groups": self.groups});
+        if !self.uid.is_empty() {
+            v["uid"] = json!(self.uid);
+        }
+        if !self.extra.is_empty() {
+            v["extra"] = json!(self.extra);
+        }
+        v
+    }
+}
+
+/// Issues and checks tokens.
+#[derive(Debug)]
+pub struct Authenticator {
+    admin_token: String,
+    key: hmac::Key,
+    static_tokens: Mutex<HashMap<String, UserInfo>>,
+}
+
+/// Claims of a verified ServiceAccount token.
+#[derive(Debug, Clone)]
+pub struct SaClaims {
+    /// The ServiceAccount identity.
+    pub user: UserInfo,
+    /// Audiences.
+    pub audiences: Vec<String>,
+    /// Expiry (unix seconds).
+    pub exp: i64,
+}
+
+impl Authenticator {
+    /// A new authenticator with a random signing key.
+    pub fn new(admin_token: String) -> Self {
+        let mut k = [0u8; 32];
+        random_bytes(&mut k);
+        Self {
+            admin_token,
+            key: hmac::Key::new(hmac::HMAC_SHA256, &k),
+            static_tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Registers an extra bearer token for a user.
+    pub fn add_token(&self, token: &str, user: UserInfo) {
+        self.static_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.into(), user);
+    }
+
+    /// Authenticates a bearer token against the current state.
+    pub fn authenticate(&self, token: &str, st: &State) -> Option<UserInfo> {
+        if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+            return Some(UserInfo::new("devcluster-admin", &["system:masters"]));
+        }
+        if let Some(u) = self
+            .static_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+        {
+            return Some(u.clone());
+        }
+        self.verify_sa_token(token, st).map(|c| c.user)
+    }
+
+    /// Signs a token for a ServiceAccount.
+    pub fn issue_sa_token(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        audiences: &[String],
+        ttl_secs: i64,
+    ) -> (String, i64) {
+        let now = now_unix();
+        let exp = now + ttl_secs;
+        let header = json!({"alg": "HS256", "kid": "devcluster", "typ": "JWT"});
+        let claims = json!({
+            "aud": audiences,
+            "exp": exp,
+            "iat": now,
+            "nbf": now,
+            "iss": ISSUER,
+            "sub": format!("system:serviceaccount:{ns}:{name}"),
+            "jti": crate::util::uuid(),
+            "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": uid}},
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = hmac::sign(&self.key, signing_input.as_bytes());
+        (
+            format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())),
+            exp,
+        )
+    }
+
+    /// Verifies a ServiceAccount token: signature, expiry, and that the account still exists with the same uid.
+    pub fn verify_sa_token(&self, token: &str, st: &State) -> Option<SaClaims> {
+        let (signing_input, sig) = token.rsplit_once('.')?;
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        hmac::verify(&self.key, signing_input.as_bytes(), &sig).ok()?;
+        let (_, payload) = signing_input.split_once('.')?;
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let exp = claims["exp"].as_i64()?;
+        if exp <= now_unix() {
+            return None;
+        }
+        let k = &claims["kubernetes.io"];
+        let ns = k["namespace"].as_str()?;
+        let name = k["serviceaccount"]["name"].as_str()?;
+        let uid = k["serviceaccount"]["uid"].as_str()?;
+        let sa = st.raw_object("", "serviceaccounts", ns, name)?;
+        if sa["metadata"]["uid"].as_str() != Some(uid) || !sa["metadata"]["deletionTimestamp"].is_null() {
+            return None;
+        }
+        let audiences = claims["aud"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        Some(SaClaims {
+            user: UserInfo::service_account(ns, name, uid),
+            audiences,
+            exp,
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
