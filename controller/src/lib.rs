@@ -11,4 +11,5 @@ pub mod keys_task;
 pub mod leader;
 pub mod metrics;
 pub mod sealed;
+pub mod secretwriter;
 pub mod template;

@@ -18,9 +18,8 @@ use sealant_controller::keys::KeyStore;
 use sealant_controller::keys_task::{maintain_keys, watch_keys};
 use sealant_controller::leader::Elector;
 use sealant_controller::metrics::Metrics;
-use sealant_controller::sealed::reconcile::{
-    Context, MANAGED_BY_LABEL, MANAGED_BY_VALUE, error_policy, reconcile,
-};
+use sealant_controller::sealed::reconcile::{Context, error_policy, reconcile};
+use sealant_controller::secretwriter::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use sealant_crds::SealedSecret;
 use tokio::sync::watch;
 use tracing::{error, info, warn};

@@ -160,26 +160,6 @@ impl Desired {
             ..Default::default()
         }
     }
-
-    /// True when `existing` already is what this asks for: same type, data and immutability, and every
-    /// desired label and annotation present (others may be added by other tools).
-    pub fn is_satisfied_by(&self, existing: &Secret) -> bool {
-        let empty = BTreeMap::new();
-        let data = existing.data.as_ref().unwrap_or(&empty);
-        let same_data = data.len() == self.data.len()
-            && self
-                .data
-                .iter()
-                .all(|(k, v)| data.get(k).is_some_and(|b| b.0 == v.as_bytes()));
-        let contains = |have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
-            want.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
-        };
-        same_data
-            && existing.type_.as_deref().unwrap_or("Opaque") == self.type_
-            && existing.immutable.unwrap_or(false) == self.immutable.unwrap_or(false)
-            && contains(existing.metadata.labels.as_ref(), &self.labels)
-            && contains(existing.metadata.annotations.as_ref(), &self.annotations)
-    }
 }
 
 #[cfg(test)]
@@ -241,17 +221,17 @@ mod tests {
         let secret = d.to_secret(None);
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         assert_eq!(secret.immutable, Some(true));
-        assert!(d.is_satisfied_by(&secret));
+        assert!(crate::secretwriter::satisfied(&secret, &secret.clone()));
         let mut edited = secret.clone();
         edited
             .data
             .as_mut()
             .unwrap()
             .insert("password".into(), ByteString(b"changed".to_vec()));
-        assert!(!d.is_satisfied_by(&edited));
+        assert!(!crate::secretwriter::satisfied(&edited, &secret));
         let mut extra = secret.clone();
         extra.metadata.annotations = Some([("other-tool".into(), "x".into())].into());
-        assert!(d.is_satisfied_by(&extra));
+        assert!(crate::secretwriter::satisfied(&extra, &secret));
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! The SealedSecret reconciler: fetch -> pure build -> apply -> status.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -17,12 +16,8 @@ use tracing::{info, instrument, warn};
 use super::build::{BuildError, Desired, Reason, build};
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::secretwriter::{self, Applied, MANAGED_ANNOTATION};
 
-/// The annotation that lets the controller take over a Secret it did not create.
-pub const MANAGED_ANNOTATION: &str = "sealant.dev/managed";
-/// The label on every Secret the controller writes (its owned-Secret watch selects on it).
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "sealant-controller";
 /// How often a converged SealedSecret is looked at again (self-heal of edits the watch cannot see).
 pub const RESYNC: Duration = Duration::from_secs(3600);
 
@@ -51,17 +46,6 @@ impl std::fmt::Debug for Context {
             .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
-}
-
-/// What applying did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    Unchanged,
-    Created,
-    Updated,
-    Recreated,
-    /// A Secret of that name exists, is not ours and is not annotated for adoption.
-    Unmanaged,
 }
 
 #[instrument(skip_all, fields(namespace = ss.namespace().unwrap_or_default(), name = ss.name_any()))]
@@ -130,18 +114,6 @@ async fn reconcile_inner(ss: &SealedSecret, ctx: &Context) -> Result<Action, Err
     }
 }
 
-fn owner_reference(ss: &SealedSecret) -> Option<OwnerReference> {
-    ss.controller_owner_ref(&())
-}
-
-fn is_owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
-    let uid = ss.metadata.uid.as_deref();
-    secret
-        .owner_references()
-        .iter()
-        .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true))
-}
-
 /// Writes the Secret when it differs from `desired`; never touches a Secret that is not ours.
 async fn apply(
     secrets: &Api<Secret>,
@@ -149,70 +121,14 @@ async fn apply(
     desired: &Desired,
     existing: Option<Secret>,
 ) -> Result<Applied, kube::Error> {
-    let mut wanted = desired.to_secret(owner_reference(ss));
-    wanted
-        .labels_mut()
-        .insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
-    let Some(current) = existing else {
-        secrets.create(&PostParams::default(), &wanted).await?;
-        return Ok(Applied::Created);
-    };
-    let owned = is_owned_by(&current, ss);
-    let adoptable = current
-        .annotations()
-        .get(MANAGED_ANNOTATION)
-        .is_some_and(|v| v == "true");
-    if !owned && !adoptable {
-        return Ok(Applied::Unmanaged);
-    }
-    let labelled = current
-        .labels()
-        .get(MANAGED_BY_LABEL)
-        .is_some_and(|v| v == MANAGED_BY_VALUE);
-    if owned && labelled && desired.is_satisfied_by(&current) {
-        return Ok(Applied::Unchanged);
-    }
-    let type_changed = current.type_.as_deref().unwrap_or("Opaque") != desired.type_;
-    if current.immutable == Some(true) || type_changed {
-        // Immutable Secrets and Secret types cannot be changed in place: delete (only that exact object) and
-        // create again.
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: current.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        secrets.delete(&current.name_any(), &dp).await?;
-        keep_foreign_metadata(&current, &mut wanted);
-        secrets.create(&PostParams::default(), &wanted).await?;
-        return Ok(Applied::Recreated);
-    }
-    keep_foreign_metadata(&current, &mut wanted);
-    wanted.metadata.resource_version = current.metadata.resource_version.clone();
-    secrets
-        .replace(&current.name_any(), &PostParams::default(), &wanted)
-        .await?;
-    Ok(Applied::Updated)
-}
-
-/// Labels, annotations and owner references that other tools put on the Secret are kept.
-fn keep_foreign_metadata(current: &Secret, wanted: &mut Secret) {
-    let merge = |have: &BTreeMap<String, String>, want: &mut BTreeMap<String, String>| {
-        for (k, v) in have {
-            want.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    };
-    merge(current.labels(), wanted.labels_mut());
-    merge(current.annotations(), wanted.annotations_mut());
-    let ours: Vec<String> = wanted.owner_references().iter().map(|o| o.uid.clone()).collect();
-    let others = current
-        .owner_references()
-        .iter()
-        .filter(|o| !ours.contains(&o.uid) && o.controller != Some(true));
-    let mut refs: Vec<OwnerReference> = others.cloned().collect();
-    refs.extend(wanted.owner_references().iter().cloned());
-    wanted.metadata.owner_references = Some(refs);
+    let uid = ss.metadata.uid.clone().unwrap_or_default();
+    secretwriter::write(
+        secrets,
+        desired.to_secret(ss.controller_owner_ref(&())),
+        existing,
+        &uid,
+    )
+    .await
 }
 
 /// Patches the status when the Ready condition or observedGeneration changed; returns whether it did.
