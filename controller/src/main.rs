@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, ValueEnum};
+use futures::FutureExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
+use sealant_controller::external::reconcile as external;
+use sealant_controller::external::stores::Registry;
 use sealant_controller::http::{AppState, router};
 use sealant_controller::keys::KeyStore;
 use sealant_controller::keys_task::{maintain_keys, watch_keys};
@@ -20,9 +23,15 @@ use sealant_controller::leader::Elector;
 use sealant_controller::metrics::Metrics;
 use sealant_controller::sealed::reconcile::{Context, error_policy, reconcile};
 use sealant_controller::secretwriter::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use sealant_crds::SealedSecret;
+use sealant_crds::{ExternalSecret, SealedSecret};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Sealedsecrets,
+    Externalsecrets,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -61,7 +70,16 @@ struct Config {
     /// Only handle SealedSecrets matching this label selector (to split a large cluster between Deployments)
     #[arg(long, env = "SEALANT_SHARD_SELECTOR")]
     shard_selector: Option<String>,
-    /// How many SealedSecrets are reconciled at once
+    /// The controllers to run
+    #[arg(
+        long,
+        env = "SEALANT_CONTROLLERS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sealedsecrets,externalsecrets"
+    )]
+    controllers: Vec<Which>,
+    /// How many objects each controller reconciles at once
     #[arg(long, env = "SEALANT_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// Log format
@@ -78,7 +96,7 @@ fn parse_period(s: &str) -> Result<Duration, String> {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn,vaultrs=off,rustify=off,aws_config=warn,aws_smithy_runtime=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -198,17 +216,16 @@ async fn run(config: Config) -> Result<()> {
             instance: Some(identity.clone()),
         },
     );
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        keys: keys.clone(),
-        metrics: metrics.clone(),
-        recorder,
-    });
-    let mut ss_config = watcher::Config::default();
+    let owned_secrets = || {
+        (
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        )
+    };
+    let mut object_config = watcher::Config::default();
     if let Some(sel) = &config.shard_selector {
-        ss_config = ss_config.labels(sel);
+        object_config = object_config.labels(sel);
     }
-    let key_triggers = tokio_stream_from_watch(keys_changed_rx);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     let mut lost_tx = Some(lost_tx);
     let mut leading_watch = leading.clone();
@@ -222,23 +239,58 @@ async fn run(config: Config) -> Result<()> {
             }
         }
     });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = Controller::new(Api::<SealedSecret>::all(client.clone()), ss_config)
-        .owns(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        )
-        .reconcile_all_on(key_triggers)
-        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let mut running: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    if config.controllers.contains(&Which::Sealedsecrets) {
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            keys: keys.clone(),
+            metrics: metrics.clone(),
+            recorder: recorder.clone(),
+        });
+        let (secrets, secrets_config) = owned_secrets();
+        running.push(
+            Controller::new(Api::<SealedSecret>::all(client.clone()), object_config.clone())
+                .owns(secrets, secrets_config)
+                .reconcile_all_on(tokio_stream_from_watch(keys_changed_rx.clone()))
+                .with_config(controller_config.clone())
+                .graceful_shutdown_on(stopped())
+                .run(reconcile, error_policy, ctx)
+                .for_each(|_| futures::future::ready(()))
+                .boxed(),
+        );
+    }
+    if config.controllers.contains(&Which::Externalsecrets) {
+        let ctx = Arc::new(external::Context {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            recorder: recorder.clone(),
+            registry: Registry::new(metrics.provider_call_counter(), Duration::from_secs(3 * 3600)),
+            failures: Default::default(),
+        });
+        let (secrets, secrets_config) = owned_secrets();
+        running.push(
+            Controller::new(Api::<ExternalSecret>::all(client.clone()), object_config.clone())
+                .owns(secrets, secrets_config)
+                .with_config(controller_config.clone())
+                .graceful_shutdown_on(stopped())
+                .run(external::reconcile, external::error_policy, ctx)
+                .for_each(|_| futures::future::ready(()))
+                .boxed(),
+        );
+    }
+    let controller = futures::future::join_all(running);
     tokio::pin!(controller);
     let lost = tokio::select! {
         _ = &mut controller => false,
-        _ = &mut shutdown => { let _ = stop_tx.send(()); controller.await; false }
+        _ = &mut shutdown => { let _ = stop_tx.send(true); controller.await; false }
         _ = lost_rx => true,
     };
     maintain.abort();

@@ -17,6 +17,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderCallLabels {
+    pub provider: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
 }
@@ -37,6 +43,10 @@ pub struct Metrics {
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     /// Secrets written (created, updated or recreated).
     pub secret_writes: Counter,
+    /// Calls to secret providers, by provider and operation (login, read, BatchGetSecretValue, ...).
+    pub provider_calls: Family<ProviderCallLabels, Counter>,
+    /// ExternalSecret syncs, by result (ok or the failure reason).
+    pub external_sync: Family<ResultLabels, Counter>,
     /// Keys the controller holds.
     pub keys: Gauge,
     /// 1 on the replica that holds the leader Lease.
@@ -59,6 +69,18 @@ impl Metrics {
         let secret_writes = Counter::default();
         let keys = Gauge::default();
         let leader = Gauge::default();
+        let provider_calls = Family::<ProviderCallLabels, Counter>::default();
+        let external_sync = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "provider_calls",
+            "Calls to secret providers, by provider and operation",
+            provider_calls.clone(),
+        );
+        registry.register(
+            "external_sync",
+            "ExternalSecret syncs, by result",
+            external_sync.clone(),
+        );
         registry.register(
             "unseal",
             "SealedSecrets unsealed, by result (ok or the failure reason)",
@@ -91,6 +113,8 @@ impl Metrics {
             reconcile_duration,
             reconcile_errors,
             secret_writes,
+            provider_calls,
+            external_sync,
             keys,
             leader,
         }
@@ -118,6 +142,29 @@ impl Metrics {
                 controller: controller.to_owned(),
             })
             .inc();
+    }
+
+    /// A counter the providers call for every request they make.
+    pub fn provider_call_counter(&self) -> sealant_providers::CallCounter {
+        let family = self.provider_calls.clone();
+        std::sync::Arc::new(move |provider: &'static str, operation: &'static str| {
+            family
+                .get_or_create(&ProviderCallLabels {
+                    provider: provider.to_owned(),
+                    operation: operation.to_owned(),
+                })
+                .inc();
+        })
+    }
+
+    /// Total provider calls so far, for one provider and operation.
+    pub fn provider_call_count(&self, provider: &str, operation: &str) -> u64 {
+        self.provider_calls
+            .get_or_create(&ProviderCallLabels {
+                provider: provider.to_owned(),
+                operation: operation.to_owned(),
+            })
+            .get()
     }
 
     /// The OpenMetrics text of every metric.

@@ -7,6 +7,9 @@
 //! per refresh window however many ExternalSecrets use it.
 
 pub mod admission;
+pub mod build;
 pub mod coalesce;
+pub mod reconcile;
 pub mod reload;
 pub mod schedule;
+pub mod stores;
