@@ -37,6 +37,8 @@ const REACH_HINT: &str = "check the kubeconfig context (`kubectl config current-
                           the cluster answers (`kubectl get ns`)";
 
 pub async fn client(args: &ClusterArgs) -> Result<kube::Client> {
+    // Built with the whole workspace, rustls may have two crypto backends: name the process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()

@@ -125,6 +125,8 @@ async fn shutdown_signal() {
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
+    // The AWS SDK brings rustls' aws-lc-rs backend next to ring: name the process default explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
