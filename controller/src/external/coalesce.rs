@@ -97,6 +97,7 @@ where
                 .filter(|k| !entries.get(*k).is_some_and(is_fresh))
                 .cloned()
                 .collect();
+            tracing::debug!(stale = stale.len(), asked = keys.len(), "sweeping the store");
             let fetched = (self.fetch)(stale).await;
             for (k, result) in fetched {
                 entries.insert(

@@ -153,15 +153,16 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
         Ok(c) => c,
         Err(e) => return failed(ctx, es, &ns, &uid, interval, e.reason(), e.to_string()).await,
     };
+    // The start of this refresh window on the monotonic clock; both clocks are read at the same moment, or
+    // the time spent above would push the window's start past a sweep another reconcile just made.
+    let (wall, mono) = (Timestamp::now(), tokio::time::Instant::now());
     let tick = if interval.is_zero() {
-        now
+        wall
     } else {
         last_tick(now, interval, store_phase)
     };
-    let behind = now.duration_since(tick).unsigned_abs();
-    let fresh_since = tokio::time::Instant::now()
-        .checked_sub(behind)
-        .unwrap_or_else(tokio::time::Instant::now);
+    let behind = wall.duration_since(tick).unsigned_abs();
+    let fresh_since = mono.checked_sub(behind).unwrap_or(mono);
     let results = client.coalescer.get(&refs, fresh_since).await;
 
     // remote values that are gone: deletionPolicy
