@@ -171,7 +171,10 @@ impl Cluster {
         let log = self.dir.path().join(format!("{name}.log"));
         let child = Command::new(binary("sealant-controller"))
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SEALANT_E2E_LOG").unwrap_or_else(|_| "info,vaultrs=off,rustify=off".into()),
+            )
             .args([
                 "--namespace",
                 "sealant",
@@ -198,6 +201,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::env::var_os("SEALANT_E2E_KEEP").is_some() {
+            eprintln!("keeping {}", self.dir.path().display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tempdir"),
+            ));
+        }
         if let Some(h) = self.handle.take() {
             self.runtime.block_on(h.shutdown());
         }
