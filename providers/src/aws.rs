@@ -163,6 +163,67 @@ impl AwsProvider {
             .collect()
     }
 
+    /// The names of the secrets whose name starts with `prefix` and that carry every tag in `tags`.
+    #[instrument(name = "aws_list", skip_all, fields(region = %self.region))]
+    pub(crate) async fn list(
+        &self,
+        prefix: Option<&str>,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<String>, ProviderError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let mut filters = Vec::new();
+        if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(p)
+                    .build(),
+            );
+        }
+        for k in tags.keys() {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(k)
+                    .build(),
+            );
+        }
+        let mut out = Vec::new();
+        let mut next_token = None;
+        loop {
+            (self.calls)("aws", "ListSecrets");
+            let output = self
+                .client
+                .list_secrets()
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_next_token(next_token.take())
+                .max_results(100)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&e, "ListSecrets", None))?;
+            for entry in output.secret_list.unwrap_or_default() {
+                let Some(name) = entry.name else { continue };
+                if prefix.is_some_and(|p| !name.starts_with(p)) {
+                    continue;
+                }
+                let have = entry.tags.unwrap_or_default();
+                let tagged = tags.iter().all(|(k, v)| {
+                    have.iter().any(|t| {
+                        t.key.as_deref() == Some(k.as_str()) && t.value.as_deref() == Some(v.as_str())
+                    })
+                });
+                if tagged {
+                    out.push(name);
+                }
+            }
+            next_token = output.next_token;
+            if next_token.is_none() || out.len() >= crate::FIND_LIMIT {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads up to [`BATCH_SIZE`] secrets (latest versions) with `BatchGetSecretValue`.
     async fn batch(&self, ids: &[&str]) -> Vec<(String, Fetched)> {
         if self.batch_unusable.load(Ordering::Relaxed) {

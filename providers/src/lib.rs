@@ -234,6 +234,31 @@ impl fmt::Debug for RemoteSecret {
     }
 }
 
+/// What ESO's `dataFrom[].find` looks for: secrets under `path` (Vault: a folder; AWS: a name prefix) whose
+/// name matches `name_regex`, and (AWS only) that carry every tag in `tags`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Find {
+    pub path: Option<String>,
+    pub name_regex: Option<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// At most this many secrets are listed for one `find`.
+pub const FIND_LIMIT: usize = 1000;
+
+impl Find {
+    fn regex(&self) -> Result<Option<regex::Regex>, ProviderError> {
+        self.name_regex
+            .as_deref()
+            .map(|r| {
+                regex::Regex::new(r).map_err(|_| ProviderError::InvalidConfig {
+                    detail: format!("find.name.regexp `{r}` is not a regular expression"),
+                })
+            })
+            .transpose()
+    }
+}
+
 /// A connected provider: one per store. Holds the client and, for Vault, the token.
 pub struct Provider {
     inner: Inner,
@@ -273,6 +298,29 @@ impl Provider {
             Inner::Vault(v) => v.fetch(refs).await,
             Inner::Aws(a) => a.fetch(refs).await,
         }
+    }
+
+    /// The keys of the secrets `find` selects (sorted, at most [`FIND_LIMIT`]).
+    pub async fn list(&self, find: &Find) -> Result<Vec<String>, ProviderError> {
+        let regex = find.regex()?;
+        let mut keys = match &self.inner {
+            Inner::Vault(v) => {
+                if !find.tags.is_empty() {
+                    return Err(ProviderError::InvalidConfig {
+                        detail: "find.tags works with AWS Secrets Manager only".into(),
+                    });
+                }
+                v.list(find.path.as_deref().unwrap_or("")).await?
+            }
+            Inner::Aws(a) => a.list(find.path.as_deref(), &find.tags).await?,
+        };
+        if let Some(re) = regex {
+            keys.retain(|k| re.is_match(k));
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(FIND_LIMIT);
+        Ok(keys)
     }
 
     /// Keeps the credentials valid; call it regularly (more often than a third of the token TTL).

@@ -275,6 +275,46 @@ impl VaultProvider {
         }
     }
 
+    /// The keys under `path`, walking folders (KV v2 `metadata/`, KV v1 LIST), up to [`FIND_LIMIT`] keys.
+    #[instrument(name = "vault_list", skip_all, fields(server = %self.server, mount = %self.mount, path))]
+    pub(crate) async fn list(&self, path: &str) -> Result<Vec<String>, ProviderError> {
+        let client = self.current_client();
+        let mut out = Vec::new();
+        let mut folders = vec![path.trim_matches('/').to_owned()];
+        while let Some(folder) = folders.pop() {
+            (self.calls)("vault", "list");
+            let listed = match self.kv_version {
+                KvVersion::V2 => vaultrs::kv2::list(&*client, &self.mount, &folder).await,
+                KvVersion::V1 => vaultrs::kv1::list(&*client, &self.mount, &folder)
+                    .await
+                    .map(|r| r.data.keys),
+            };
+            let entries = match listed {
+                Ok(entries) => entries,
+                Err(e) => match read_error(&self.server, &folder, e) {
+                    ProviderError::NotFound { .. } => Vec::new(),
+                    other => return Err(other),
+                },
+            };
+            for entry in entries {
+                let full = if folder.is_empty() {
+                    entry.clone()
+                } else {
+                    format!("{folder}/{entry}")
+                };
+                if let Some(sub) = full.strip_suffix('/') {
+                    folders.push(sub.to_owned());
+                } else {
+                    out.push(full);
+                }
+                if out.len() >= crate::FIND_LIMIT {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     #[instrument(name = "vault_keep_alive", skip_all, fields(server = %self.server, auth = self.auth.method()), err)]
     pub(crate) async fn keep_alive(&self) -> Result<(), ProviderError> {
         let _one_at_a_time = self.renewing.lock().await;

@@ -273,3 +273,53 @@ async fn bad_configuration() {
         assert!(matches!(err, ProviderError::InvalidConfig { .. }), "{err:?}");
     }
 }
+
+#[tokio::test]
+async fn find_lists_by_prefix_regex_and_tags() {
+    let moto = Server::moto();
+    let seed = seeder(&moto).await;
+    for name in ["shop/api-a", "shop/api-b", "shop/db", "other/api-x"] {
+        create(&seed, name, "{}").await;
+    }
+    seed.tag_resource()
+        .secret_id("shop/api-a")
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("team")
+                .value("payments")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let calls = Calls::default();
+    let provider = connect(&moto, calls.counter()).await;
+    let find = |path: Option<&str>, re: Option<&str>, tags: &[(&str, &str)]| sealant_providers::Find {
+        path: path.map(str::to_owned),
+        name_regex: re.map(str::to_owned),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    assert_eq!(
+        provider.list(&find(Some("shop/"), None, &[])).await.unwrap(),
+        ["shop/api-a", "shop/api-b", "shop/db"]
+    );
+    assert_eq!(
+        provider.list(&find(None, Some("api-"), &[])).await.unwrap(),
+        ["other/api-x", "shop/api-a", "shop/api-b"]
+    );
+    assert_eq!(
+        provider
+            .list(&find(None, None, &[("team", "payments")]))
+            .await
+            .unwrap(),
+        ["shop/api-a"]
+    );
+    assert!(
+        provider
+            .list(&find(None, None, &[("team", "nobody")]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(calls.get("aws", "ListSecrets") >= 4);
+}

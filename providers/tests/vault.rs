@@ -520,3 +520,52 @@ async fn keep_alive_renews_a_static_token_and_reports_its_expiry() {
     assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
     assert!(!err.to_string().contains(&fixed));
 }
+
+#[tokio::test]
+async fn find_lists_keys_under_a_path_recursively() {
+    let bao = Bao::start();
+    for key in [
+        "shop/api-a",
+        "shop/api-b",
+        "shop/nested/api-c",
+        "shop/db",
+        "other/api-x",
+    ] {
+        bao.put(key, json!({"v": key})).await;
+    }
+    let calls = Calls::default();
+    let provider = bao.connect(bao.root_auth(), calls.counter()).await.unwrap();
+    let find = |path: Option<&str>, re: Option<&str>| sealant_providers::Find {
+        path: path.map(str::to_owned),
+        name_regex: re.map(str::to_owned),
+        tags: Default::default(),
+    };
+    assert_eq!(
+        provider.list(&find(Some("shop"), None)).await.unwrap(),
+        ["shop/api-a", "shop/api-b", "shop/db", "shop/nested/api-c"]
+    );
+    assert_eq!(
+        provider.list(&find(Some("shop/"), Some("/api-"))).await.unwrap(),
+        ["shop/api-a", "shop/api-b", "shop/nested/api-c"]
+    );
+    assert!(calls.get("vault", "list") >= 2, "folders are listed");
+    assert!(
+        provider
+            .list(&find(Some("nothing-here"), None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        provider.list(&find(None, Some("("))).await,
+        Err(ProviderError::InvalidConfig { .. })
+    ));
+    let tagged = sealant_providers::Find {
+        tags: [("team".into(), "x".into())].into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        provider.list(&tagged).await,
+        Err(ProviderError::InvalidConfig { .. })
+    ));
+}

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sealant_crds::{DecodingStrategy, ExternalSecretSpec, RemoteReference};
 use sealant_providers::extract;
-use sealant_providers::{ProviderError, RemoteRef, RemoteSecret};
+use sealant_providers::{Find, ProviderError, RemoteRef, RemoteSecret};
 use sealant_seal::Plaintext;
 
 use crate::template::render;
@@ -40,17 +40,31 @@ fn remote(r: &RemoteReference) -> RemoteRef {
     }
 }
 
-/// Every remote reference the spec needs, deduplicated.
-pub fn refs(spec: &ExternalSecretSpec) -> Result<Vec<RemoteRef>, BuildError> {
-    let mut out: Vec<RemoteRef> = spec.data.iter().map(|d| remote(&d.remote_ref)).collect();
+/// What to fetch: the remote references named in the spec, and the `dataFrom[].find` queries (by index)
+/// whose results are fetched too.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub refs: Vec<RemoteRef>,
+    pub finds: Vec<(usize, Find)>,
+}
+
+/// The plan of an ExternalSecret.
+pub fn plan(spec: &ExternalSecretSpec) -> Result<Plan, BuildError> {
+    let mut plan = Plan {
+        refs: spec.data.iter().map(|d| remote(&d.remote_ref)).collect(),
+        finds: Vec::new(),
+    };
     for (i, from) in spec.data_from.iter().enumerate() {
         match (&from.extract, &from.find) {
-            (Some(r), None) => out.push(remote(r)),
-            (None, Some(_)) => {
-                return Err(BuildError::InvalidSpec(format!(
-                    "dataFrom[{i}].find is not supported yet; list the keys with data[] or dataFrom[].extract"
-                )));
-            }
+            (Some(r), None) => plan.refs.push(remote(r)),
+            (None, Some(f)) => plan.finds.push((
+                i,
+                Find {
+                    path: f.path.clone(),
+                    name_regex: f.name.as_ref().map(|n| n.regexp.clone()),
+                    tags: f.tags.clone(),
+                },
+            )),
             _ => {
                 return Err(BuildError::InvalidSpec(format!(
                     "dataFrom[{i}] needs exactly one of extract, find"
@@ -58,14 +72,19 @@ pub fn refs(spec: &ExternalSecretSpec) -> Result<Vec<RemoteRef>, BuildError> {
             }
         }
     }
-    if out.is_empty() {
+    if plan.refs.is_empty() && plan.finds.is_empty() {
         return Err(BuildError::InvalidSpec(
             "spec.data and spec.dataFrom are both empty: nothing to sync".into(),
         ));
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    plan.refs.sort();
+    plan.refs.dedup();
+    Ok(plan)
+}
+
+/// The Secret key for a secret found by `dataFrom[].find`: its name with `/` as `_` (Secret keys allow no `/`).
+pub fn found_key(name: &str) -> String {
+    name.trim_matches('/').replace('/', "_")
 }
 
 fn strategy(s: DecodingStrategy) -> extract::DecodingStrategy {
@@ -100,10 +119,24 @@ fn fetched<'a>(
 /// (templated keys only, unless the template's mergePolicy is `Merge`).
 pub fn data(
     spec: &ExternalSecretSpec,
+    found: &BTreeMap<usize, Vec<String>>,
     results: &HashMap<RemoteRef, Result<RemoteSecret, ProviderError>>,
 ) -> Result<BTreeMap<String, Plaintext>, BuildError> {
     let mut out = BTreeMap::new();
-    for from in &spec.data_from {
+    for (i, from) in spec.data_from.iter().enumerate() {
+        if let Some(f) = &from.find {
+            for name in found.get(&i).map(Vec::as_slice).unwrap_or_default() {
+                let r = RemoteReference {
+                    key: name.clone(),
+                    ..Default::default()
+                };
+                let value = fetched(results, &r)?;
+                let decoded = extract::decode(&value.bytes, strategy(f.decoding_strategy))
+                    .map_err(|e| BuildError::Extract(format!("dataFrom[{i}].find {name}: {e}")))?;
+                out.insert(found_key(name), Plaintext::new(decoded.to_vec()));
+            }
+            continue;
+        }
         let Some(r) = &from.extract else { continue };
         let value = fetched(results, r)?;
         let source = match &r.property {
@@ -183,8 +216,9 @@ dataFrom:
   - extract: {key: shop/common}
 "#,
         );
-        let refs = refs(&s).unwrap();
-        assert_eq!(refs.len(), 3);
+        let p = plan(&s).unwrap();
+        assert_eq!(p.refs.len(), 3);
+        assert!(p.finds.is_empty());
         let results: HashMap<_, _> = [
             (
                 RemoteRef {
@@ -209,7 +243,7 @@ dataFrom:
             ),
         ]
         .into();
-        let d = data(&s, &results).unwrap();
+        let d = data(&s, &BTreeMap::new(), &results).unwrap();
         assert_eq!(d["password"].as_bytes(), b"s3cret");
         assert_eq!(d["cert"].as_bytes(), b"cert");
         assert_eq!(d["user"].as_bytes(), b"app");
@@ -217,9 +251,58 @@ dataFrom:
         let mut replace = s.clone();
         replace.target.template.as_mut().unwrap().merge_policy = None;
         assert_eq!(
-            data(&replace, &results).unwrap().keys().collect::<Vec<_>>(),
+            data(&replace, &BTreeMap::new(), &results)
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
             ["url"]
         );
+    }
+
+    #[test]
+    fn found_secrets_become_keys() {
+        let s = spec(
+            r#"
+secretStoreRef: {name: vault}
+dataFrom:
+  - find: {path: shop, name: {regexp: "api"}, decodingStrategy: Base64}
+data:
+  - {secretKey: shop_api-b, remoteRef: {key: override}}
+"#,
+        );
+        let p = plan(&s).unwrap();
+        assert_eq!(p.finds.len(), 1);
+        assert_eq!(p.finds[0].1.path.as_deref(), Some("shop"));
+        assert_eq!(p.finds[0].1.name_regex.as_deref(), Some("api"));
+        let found: BTreeMap<usize, Vec<String>> =
+            [(0, vec!["shop/api-a".to_owned(), "shop/api-b".to_owned()])].into();
+        let results: HashMap<_, _> = [
+            (
+                RemoteRef {
+                    key: "shop/api-a".into(),
+                    version: None,
+                },
+                ok("YQ=="),
+            ),
+            (
+                RemoteRef {
+                    key: "shop/api-b".into(),
+                    version: None,
+                },
+                ok("Yg=="),
+            ),
+            (
+                RemoteRef {
+                    key: "override".into(),
+                    version: None,
+                },
+                ok("explicit"),
+            ),
+        ]
+        .into();
+        let d = data(&s, &found, &results).unwrap();
+        assert_eq!(d["shop_api-a"].as_bytes(), b"a");
+        assert_eq!(d["shop_api-b"].as_bytes(), b"explicit", "data[] wins over find");
     }
 
     #[test]
@@ -249,7 +332,7 @@ dataFrom:
             ok(r#"{"password":"s3cret"}"#),
         )]
         .into();
-        let e = data(&s, &results).unwrap_err();
+        let e = data(&s, &BTreeMap::new(), &results).unwrap_err();
         assert_eq!(e.reason(), "ExtractFailed");
         assert!(!e.to_string().contains("s3cret"), "{e}");
         let missing: HashMap<_, _> = [(
@@ -260,21 +343,27 @@ dataFrom:
             Err(ProviderError::NotFound { key: "db".into() }),
         )]
         .into();
-        assert_eq!(data(&s, &missing).unwrap_err().reason(), "ProviderError");
+        assert_eq!(
+            data(&s, &BTreeMap::new(), &missing).unwrap_err().reason(),
+            "ProviderError"
+        );
         let mut tpl = s.clone();
         tpl.data[0].remote_ref.property = None;
         tpl.target.template = Some(ExternalSecretTemplate {
             data: [("x".into(), "{{ .nope }}".into())].into(),
             ..Default::default()
         });
-        assert_eq!(data(&tpl, &results).unwrap_err().reason(), "TemplateFailed");
-        let mut find = s.clone();
-        find.data_from = vec![ExternalSecretDataFromRemoteRef {
+        assert_eq!(
+            data(&tpl, &BTreeMap::new(), &results).unwrap_err().reason(),
+            "TemplateFailed"
+        );
+        let mut both = s.clone();
+        both.data_from = vec![ExternalSecretDataFromRemoteRef {
             find: Some(Default::default()),
-            extract: None,
+            extract: Some(Default::default()),
         }];
-        assert_eq!(refs(&find).unwrap_err().reason(), "InvalidSpec");
+        assert_eq!(plan(&both).unwrap_err().reason(), "InvalidSpec");
         let empty = ExternalSecretSpec { data: vec![], ..s };
-        assert_eq!(refs(&empty).unwrap_err().reason(), "InvalidSpec");
+        assert_eq!(plan(&empty).unwrap_err().reason(), "InvalidSpec");
     }
 }

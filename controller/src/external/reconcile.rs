@@ -138,8 +138,8 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
     }
 
     // fetch, through the store's coalescer: each remote value once per refresh window
-    let refs = match build::refs(&es.spec) {
-        Ok(r) => r,
+    let plan = match build::plan(&es.spec) {
+        Ok(p) => p,
         Err(e) => {
             finish(ctx, es, &ns, fail(e.reason(), e.to_string())).await?;
             return Ok(Action::await_change());
@@ -163,6 +163,25 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
     };
     let behind = wall.duration_since(tick).unsigned_abs();
     let fresh_since = mono.checked_sub(behind).unwrap_or(mono);
+    let mut refs = plan.refs;
+    let mut found = BTreeMap::new();
+    for (i, find) in &plan.finds {
+        match client.provider.list(find).await {
+            Ok(keys) => {
+                refs.extend(
+                    keys.iter()
+                        .map(|k| sealant_providers::RemoteRef::latest(k.clone())),
+                );
+                found.insert(*i, keys);
+            }
+            Err(e) => {
+                let message = format!("dataFrom[{i}].find: {e}");
+                return failed(ctx, es, &ns, &uid, interval, "ProviderError", message).await;
+            }
+        }
+    }
+    refs.sort();
+    refs.dedup();
     let results = client.coalescer.get(&refs, fresh_since).await;
 
     // remote values that are gone: deletionPolicy
@@ -174,7 +193,7 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
     }
 
     // build
-    let data = match build::data(&es.spec, &results) {
+    let data = match build::data(&es.spec, &found, &results) {
         Ok(d) => d,
         Err(e @ BuildError::Provider { .. }) => {
             return failed(ctx, es, &ns, &uid, interval, e.reason(), e.to_string()).await;
