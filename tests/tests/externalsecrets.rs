@@ -161,6 +161,27 @@ spec:
     };
     let first = wait_for("the Deployment to roll", T, || checksum(&c));
 
+    // dataFrom.find: every secret under a path whose name matches becomes a key
+    bao(
+        &vault,
+        &root,
+        &["kv", "put", "-mount=secret", "shop/api-a", "token=a"],
+    );
+    bao(
+        &vault,
+        &root,
+        &["kv", "put", "-mount=secret", "shop/api-b", "token=b"],
+    );
+    c.apply(
+        "apiVersion: sealant.dev/v1\nkind: ExternalSecret\nmetadata: {name: apis, namespace: shop}\nspec:\n  \
+         refreshInterval: 1h\n  secretStoreRef: {name: vault}\n  dataFrom: [{find: {path: shop, name: {regexp: api-}}}]\n",
+    )
+    .unwrap();
+    wait_value(&c, "shop", "apis", "shop_api-a", br#"{"token":"a"}"#);
+    let apis = c.get("secret", "shop", "apis").unwrap();
+    let keys: Vec<&String> = apis["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["shop_api-a", "shop_api-b"], "only the matching secrets");
+
     // rotation: the remote value changes, the Secret follows within a refresh, the Deployment rolls again
     bao(
         &vault,
