@@ -1,7 +1,7 @@
 //! The in-memory object store: one global resourceVersion, an event history window for watches,
 //! and the lifecycle rules (finalizers, garbage collection, namespace cascade).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
@@ -98,6 +98,7 @@ pub struct DeleteOpts {
 }
 
 type ObjKey = (String, String);
+type ObjRef = (GroupResource, String, String);
 
 /// Mutable server state, guarded by [`Store`]'s lock.
 #[derive(Debug)]
@@ -105,6 +106,10 @@ pub struct State {
     rv: u64,
     objects: HashMap<GroupResource, BTreeMap<ObjKey, Value>>,
     uids: HashMap<String, (GroupResource, String, String)>,
+    /// owner uid -> dependents (objects whose ownerReferences name it)
+    dependents: HashMap<String, BTreeSet<ObjRef>>,
+    /// owners waiting for their dependents (foreground deletion)
+    foreground: BTreeSet<ObjRef>,
     history: VecDeque<Arc<WatchEvent>>,
     history_cap: usize,
     compacted_rv: u64,
@@ -127,6 +132,8 @@ impl Store {
             rv: 0,
             objects: HashMap::new(),
             uids: HashMap::new(),
+            dependents: HashMap::new(),
+            foreground: BTreeSet::new(),
             history: VecDeque::new(),
             history_cap: history_cap.max(16),
             compacted_rv: 0,
@@ -299,6 +306,13 @@ impl State {
             .entry(gr.clone())
             .or_default()
             .insert((ns.to_string(), name.to_string()), obj.clone());
+        let key: ObjRef = (gr.clone(), ns.to_string(), name.to_string());
+        if let Some(p) = &prev {
+            self.unindex_owners(p, &key);
+        }
+        for owner in owner_uids(&obj) {
+            self.dependents.entry(owner).or_default().insert(key.clone());
+        }
         self.emit(gr, ns, etype, obj.clone(), prev);
         obj
     }
@@ -603,6 +617,19 @@ impl State {
         name: &str,
         opts: &DeleteOpts,
     ) -> Result<Value, ApiError> {
+        let out = self.delete_inner(info, ns, name, opts)?;
+        self.after_removals();
+        let gr = info.gr();
+        Ok(self.raw(&gr, ns, name).map(|o| present(o, info)).unwrap_or(out))
+    }
+
+    fn delete_inner(
+        &mut self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> Result<Value, ApiError> {
         let gr = info.gr();
         let old = self
             .raw(&gr, ns, name)
@@ -651,7 +678,6 @@ impl State {
         let is_ns = info.group.is_empty() && info.plural == "namespaces";
         if fins.is_empty() && !is_ns {
             let out = self.remove_final(&gr, ns, name);
-            self.after_removals();
             return Ok(present(&out.unwrap_or(old), info));
         }
         // mark for deletion
@@ -675,9 +701,10 @@ impl State {
             self.cascade_namespace(name);
         }
         if fins.iter().any(|f| f == "foregroundDeletion") {
+            self.foreground
+                .insert((gr.clone(), ns.to_string(), name.to_string()));
             self.delete_dependents(&uid);
         }
-        self.after_removals();
         let current = self.raw(&gr, ns, name).cloned().unwrap_or(stored);
         Ok(present(&current, info))
     }
@@ -689,6 +716,9 @@ impl State {
             .get_mut(gr)?
             .remove(&(ns.to_string(), name.to_string()))?;
         self.uids.remove(meta_str(&obj, "uid"));
+        let key: ObjRef = (gr.clone(), ns.to_string(), name.to_string());
+        self.unindex_owners(&obj, &key);
+        self.foreground.remove(&key);
         self.rv += 1;
         let mut obj = obj;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -716,23 +746,26 @@ impl State {
         Some(obj)
     }
 
-    fn has_dependents(&self, uid: &str) -> bool {
-        self.objects
-            .values()
-            .flat_map(|b| b.values())
-            .any(|o| owner_uids(o).iter().any(|u| u == uid))
-    }
-
-    fn dependents_of(&self, uid: &str) -> Vec<(GroupResource, String, String)> {
-        let mut out = Vec::new();
-        for (gr, b) in &self.objects {
-            for ((ns, name), o) in b {
-                if owner_uids(o).iter().any(|u| u == uid) {
-                    out.push((gr.clone(), ns.clone(), name.clone()));
+    fn unindex_owners(&mut self, obj: &Value, key: &ObjRef) {
+        for owner in owner_uids(obj) {
+            if let Some(set) = self.dependents.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(&owner);
                 }
             }
         }
-        out
+    }
+
+    fn has_dependents(&self, uid: &str) -> bool {
+        self.dependents.get(uid).is_some_and(|s| !s.is_empty())
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<ObjRef> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Background GC: deletes dependents whose owners are all gone (or being deleted in the foreground).
@@ -752,7 +785,7 @@ impl State {
                     continue;
                 }
                 if let Some(info) = self.storage_info(&gr) {
-                    let _ = self.delete(&info, &ns, &name, &DeleteOpts::default());
+                    let _ = self.delete_inner(&info, &ns, &name, &DeleteOpts::default());
                 }
             } else if !self.uids.contains_key(uid) {
                 // another owner remains: drop the dangling reference
@@ -806,7 +839,7 @@ impl State {
                     .raw(&gr, ns, &name)
                     .is_some_and(|o| !o["metadata"]["deletionTimestamp"].is_null());
                 if !deleting {
-                    let _ = self.delete(&info, ns, &name, &DeleteOpts::default());
+                    let _ = self.delete_inner(&info, ns, &name, &DeleteOpts::default());
                 }
             }
         }
@@ -818,11 +851,12 @@ impl State {
             let mut progressed = false;
             // owners waiting in the foreground
             let waiting: Vec<(GroupResource, String, String, String)> = self
-                .objects
+                .foreground
                 .iter()
-                .flat_map(|(gr, b)| b.iter().map(move |((ns, n), o)| (gr, ns, n, o)))
-                .filter(|(_, _, _, o)| finalizers(o).iter().any(|f| f == "foregroundDeletion"))
-                .map(|(gr, ns, n, o)| (gr.clone(), ns.clone(), n.clone(), meta_str(o, "uid").to_string()))
+                .filter_map(|(gr, ns, n)| {
+                    let o = self.raw(gr, ns, n)?;
+                    Some((gr.clone(), ns.clone(), n.clone(), meta_str(o, "uid").to_string()))
+                })
                 .collect();
             for (gr, ns, name, uid) in waiting {
                 if !self.has_dependents(&uid)
@@ -832,6 +866,7 @@ impl State {
                         .into_iter()
                         .filter(|f| f != "foregroundDeletion")
                         .collect();
+                    self.foreground.remove(&(gr.clone(), ns.clone(), name.clone()));
                     if fins.is_empty() {
                         self.remove_final(&gr, &ns, &name);
                     } else {
@@ -854,11 +889,12 @@ impl State {
                 })
                 .unwrap_or_default();
             for ns in terminating {
+                let lower = (ns.clone(), String::new());
                 let empty = self
                     .objects
                     .iter()
                     .filter(|(gr, _)| **gr != ns_gr)
-                    .all(|(_, b)| !b.keys().any(|(n, _)| *n == ns));
+                    .all(|(_, b)| b.range(lower.clone()..).next().is_none_or(|((n, _), _)| *n != ns));
                 if empty && let Some(mut o) = self.raw(&ns_gr, "", &ns).cloned() {
                     if finalizers(&o).is_empty() {
                         self.remove_final(&ns_gr, "", &ns);

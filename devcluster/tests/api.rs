@@ -1590,3 +1590,164 @@ async fn events_leases_and_apps_kinds() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn deletecollection_with_selector() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c, "default");
+    for i in 0..4 {
+        let app = if i < 3 { "gone" } else { "kept" };
+        api.create(&PostParams::default(), &cm(&format!("dc-{i}"), &[("app", app)]))
+            .await
+            .unwrap();
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=gone"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, vec!["dc-3"]);
+    h.shutdown().await;
+}
+
+/// Throughput figures for the README. Run with:
+/// `cargo test --release -p sealant-devcluster --test api -- --ignored bench_throughput --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_throughput() {
+    const N: usize = 5000;
+    const CONCURRENCY: usize = 16;
+    const WATCHERS: usize = 4;
+    let (h, c) = start_with(Options {
+        history: 100_000,
+        ..Options::default()
+    })
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+
+    // live fan-out: WATCHERS watch streams each receive every create
+    let start_rv = h.resource_version().to_string();
+    let mut watchers = Vec::new();
+    for _ in 0..WATCHERS {
+        let api = api.clone();
+        let rv = start_rv.clone();
+        watchers.push(tokio::spawn(async move {
+            let wp = WatchParams::default().timeout(120).disable_bookmarks();
+            let mut s = api.watch(&wp, &rv).await.unwrap().boxed();
+            let mut n = 0;
+            while let Some(ev) = s.next().await {
+                if matches!(ev, Ok(WatchEvent::Added(_))) {
+                    n += 1;
+                    if n == N {
+                        break;
+                    }
+                }
+            }
+            std::time::Instant::now()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = std::time::Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(
+                    &PostParams::default(),
+                    &cm(&format!("b-{i}"), &[("bench", "yes")]),
+                )
+                .await
+                .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let create_secs = t0.elapsed().as_secs_f64();
+    let mut last = t0;
+    for w in watchers {
+        last = last.max(w.await.unwrap());
+    }
+    let fanout_secs = (last - t0).as_secs_f64();
+
+    // updates
+    let t1 = std::time::Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &format!("b-{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"data": {"k": "updated"}})),
+                )
+                .await
+                .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let update_secs = t1.elapsed().as_secs_f64();
+
+    // replay: one watcher resuming from before all 2N writes drains the history window
+    let t2 = std::time::Instant::now();
+    let wp = WatchParams::default().timeout(120).disable_bookmarks();
+    let mut s = api.watch(&wp, &start_rv).await.unwrap().boxed();
+    let mut n = 0;
+    while let Some(Ok(_)) = s.next().await {
+        n += 1;
+        if n == 2 * N {
+            break;
+        }
+    }
+    let replay_secs = t2.elapsed().as_secs_f64();
+
+    // deletes
+    let t3 = std::time::Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.delete(&format!("b-{i}"), &DeleteParams::default())
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let delete_secs = t3.elapsed().as_secs_f64();
+
+    println!(
+        "creates: {N} in {create_secs:.2}s = {:.0}/s (concurrency {CONCURRENCY})",
+        N as f64 / create_secs
+    );
+    println!(
+        "updates (merge patch): {N} in {update_secs:.2}s = {:.0}/s",
+        N as f64 / update_secs
+    );
+    println!(
+        "deletes: {N} in {delete_secs:.2}s = {:.0}/s",
+        N as f64 / delete_secs
+    );
+    println!(
+        "live watch fan-out: {WATCHERS} watchers x {N} events in {fanout_secs:.2}s = {:.0} events/s delivered",
+        (WATCHERS * N) as f64 / fanout_secs
+    );
+    println!(
+        "watch replay from history: {} events in {replay_secs:.2}s = {:.0} events/s",
+        2 * N,
+        (2 * N) as f64 / replay_secs
+    );
+    h.shutdown().await;
+}
