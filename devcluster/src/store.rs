@@ -50,6 +50,8 @@ pub struct WatchEvent {
     pub object: Value,
     /// The previous state for MODIFIED events (watch selectors turn transitions into ADDED/DELETED).
     pub prev: Option<Value>,
+    /// The serialized watch line, shared by every watcher that sends the event unchanged.
+    pub line: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// Options shared by writes.
@@ -285,6 +287,7 @@ impl State {
             etype,
             object,
             prev,
+            line: std::sync::OnceLock::new(),
         });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_cap {

@@ -36,7 +36,7 @@ impl Filter {
     }
 
     /// Translates a store event for this watcher (selector transitions become ADDED/DELETED).
-    fn translate(&self, ev: &WatchEvent) -> Option<(&'static str, Value)> {
+    fn translate(&self, ev: &WatchEvent) -> Option<&'static str> {
         if ev.gr.group != self.info.group || ev.gr.resource != self.info.plural {
             return None;
         }
@@ -57,7 +57,18 @@ impl Filter {
                 }
             }
         }?;
-        Some((t, present(&ev.object, &self.info)))
+        Some(t)
+    }
+
+    /// Encodes a translated store event, reusing the event's shared encoding when possible.
+    fn encode(&self, ev: &WatchEvent, t: &'static str) -> Bytes {
+        let same_version = ev.object.get("apiVersion").and_then(Value::as_str)
+            == Some(&self.info.api_version())
+            && ev.object.get("kind").and_then(Value::as_str) == Some(&self.info.kind);
+        if !self.table && same_version && t == ev.etype.as_str() {
+            return ev.line.get_or_init(|| raw_line(t, &ev.object)).clone();
+        }
+        self.line(t, present(&ev.object, &self.info))
     }
 
     fn line(&self, etype: &str, obj: Value) -> Bytes {
@@ -82,6 +93,15 @@ impl Filter {
             json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta}),
         )
     }
+}
+
+fn raw_line(etype: &str, obj: &Value) -> Bytes {
+    let mut b = format!("{{\"type\":\"{etype}\",\"object\":").into_bytes();
+    if serde_json::to_writer(&mut b, obj).is_err() {
+        return Bytes::new();
+    }
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
@@ -193,8 +213,8 @@ pub fn start(
             return;
         }
         for ev in sub.backlog {
-            if let Some((t, o)) = filter.translate(&ev)
-                && tx.send(filter.line(t, o)).await.is_err()
+            if let Some(t) = filter.translate(&ev)
+                && tx.send(filter.encode(&ev, t)).await.is_err()
             {
                 return;
             }
@@ -206,8 +226,8 @@ pub fn start(
                     Ok(ev) => {
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
-                        if let Some((t, o)) = filter.translate(&ev)
-                            && tx.send(filter.line(t, o)).await.is_err() {
+                        if let Some(t) = filter.translate(&ev)
+                            && tx.send(filter.encode(&ev, t)).await.is_err() {
                             return;
                         }
                     }
