@@ -73,6 +73,7 @@ fn respond(ctx: &Ctx, code: StatusCode, v: &Value) -> Result<Response, ApiError>
 }
 
 /// Handles one resource request.
+#[tracing::instrument(skip_all, fields(verb = %verb, resource = %info.plural, namespace = rp.namespace.as_deref().unwrap_or(""), name = rp.name.as_deref().unwrap_or("")))]
 pub async fn resource(
     app: Arc<App>,
     ctx: Ctx,

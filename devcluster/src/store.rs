@@ -154,6 +154,7 @@ impl Store {
                 let _ = st.create(&info, "", obj, &ctx);
             }
         }
+        st.bootstrap_rbac();
         Self {
             state: Mutex::new(st),
         }
@@ -427,7 +428,47 @@ impl State {
         if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
             self.register_crd(&stored);
         }
+        if info.plural == "namespaces" && info.group.is_empty() {
+            // the service account controller's job: every namespace gets a `default` ServiceAccount
+            if let Some(sa) = self.resolve("", "v1", "serviceaccounts").cloned() {
+                let obj =
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+                let sa_ctx = WriteCtx {
+                    manager: "devcluster".into(),
+                    ..Default::default()
+                };
+                let _ = self.create(&sa, &name, obj, &sa_ctx);
+            }
+        }
         Ok(present(&stored, info))
+    }
+
+    /// The default ClusterRoles/ClusterRoleBindings every cluster has that sealant relies on.
+    fn bootstrap_rbac(&mut self) {
+        let g = "rbac.authorization.k8s.io";
+        let ctx = WriteCtx {
+            manager: "devcluster".into(),
+            ..Default::default()
+        };
+        let roles = [
+            json!({"metadata": {"name": "cluster-admin"}, "rules": [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]}]}),
+            json!({"metadata": {"name": "system:auth-delegator"}, "rules": [
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]}),
+        ];
+        if let Some(info) = self.resolve(g, "v1", "clusterroles").cloned() {
+            for r in roles {
+                let _ = self.create(&info, "", r, &ctx);
+            }
+        }
+        if let Some(info) = self.resolve(g, "v1", "clusterrolebindings").cloned() {
+            let b = json!({"metadata": {"name": "cluster-admin"},
+                "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": g, "kind": "Group", "name": "system:masters"}]});
+            let _ = self.create(&info, "", b, &ctx);
+        }
     }
 
     fn check_crd_conflict(&self, crd: &Value) -> Result<(), ApiError> {

@@ -615,3 +615,49 @@ spec:
     k.ok(&["delete", "st", "one"]).await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devcluster"))
+        .args(["--port", "0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--token", "bin-test-token", "--json-logs"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devcluster binary runs");
+    let mut first = String::new();
+    // keep the pipe open for the whole test: the binary prints more lines
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("devcluster listening on https://127.0.0.1:"),
+        "{first}"
+    );
+    let kc = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(kc.contains("token: bin-test-token") && kc.contains("certificate-authority-data:"));
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let ns = k.ok(&["get", "namespaces", "-o", "name"]).await;
+    assert!(
+        ns.contains("namespace/default") && ns.contains("namespace/kube-system"),
+        "{ns}"
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    drop(out);
+}
