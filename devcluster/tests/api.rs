@@ -1751,3 +1751,38 @@ async fn bench_throughput() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn watcher_with_streaming_lists() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &cm(&format!("s{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().streaming_lists()),
+    );
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while s.next().await.is_some() {}
+    });
+    assert!(reader.wait_until_ready().await.is_ok());
+    assert_eq!(
+        reader.state().len(),
+        3,
+        "initial events end with the initial-events-end bookmark"
+    );
+    api.create(&PostParams::default(), &cm("s3", &[])).await.unwrap();
+    let ok = eventually(10, || {
+        let r = reader.clone();
+        async move { r.state().len() == 4 }
+    })
+    .await;
+    assert!(ok);
+    task.abort();
+    h.shutdown().await;
+}
