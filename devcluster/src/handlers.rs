@@ -428,6 +428,9 @@ fn scale(
             )
         })?;
     let mut obj = cur;
+    if !obj["spec"].is_object() {
+        obj["spec"] = json!({});
+    }
     obj["spec"]["replicas"] = json!(replicas);
     if let Some(rv) = sc["metadata"]["resourceVersion"].as_str() {
         obj["metadata"]["resourceVersion"] = json!(rv);
@@ -486,6 +489,9 @@ fn token_request(app: &App, ns: &str, name: &str, body: &[u8], ct: &str) -> Resu
 }
 
 fn review(app: &App, ctx: &Ctx, info: &ResourceInfo, ns: &str, mut obj: Value) -> Result<Response, ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     let spec = obj["spec"].clone();
     match info.plural.as_str() {
         "tokenreviews" => {

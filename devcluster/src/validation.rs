@@ -105,6 +105,28 @@ fn valid_data_key(k: &str) -> bool {
 /// Defaulting and normalisation applied to every write of an object of `resource`.
 pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
     let mut errs = FieldErrors::new();
+    let builtin_group = matches!(
+        group,
+        "" | "apps"
+            | "coordination.k8s.io"
+            | "events.k8s.io"
+            | "rbac.authorization.k8s.io"
+            | "apiextensions.k8s.io"
+    );
+    for field in ["spec", "status", "data", "stringData", "binaryData"] {
+        if !builtin_group {
+            break;
+        }
+        if let Some(v) = obj.get(field)
+            && !v.is_object()
+            && !v.is_null()
+        {
+            errs.push((field.to_string(), "Invalid value: must be an object".into()));
+        }
+    }
+    if !errs.is_empty() {
+        return errs;
+    }
     match (group, resource) {
         ("", "secrets") => {
             // fold stringData into data (stringData wins), then drop it
@@ -190,7 +212,7 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
         {
             obj["spec"]["replicas"] = json!(1);
         }
-        ("", "services") => {
+        ("", "services") if obj["spec"].is_object() || obj["spec"].is_null() => {
             if obj["spec"]["type"].is_null() {
                 obj["spec"]["type"] = json!("ClusterIP");
             }

@@ -1786,3 +1786,89 @@ async fn watcher_with_streaming_lists() {
     task.abort();
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn odd_bodies_are_rejected_without_breaking_the_server() {
+    let (h, c) = start().await;
+    let bodies = [
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            json!({"metadata": {"name": "s"}, "spec": "x"}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c"}, "data": [1]}),
+        ),
+        (
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "application/json",
+            json!([1, 2]),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            json!("just a string"),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            json!({"metadata": {"name": "s"}, "data": {"k": "not base64!"}}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"kind": "Secret", "metadata": {"name": "c"}}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/other/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c", "namespace": "default"}}),
+        ),
+    ];
+    for (method, path, ct, body) in bodies {
+        let (status, resp) = raw(&c, method, path, ct, Some(body.clone())).await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} {body}: {status} {resp}"
+        );
+        assert_eq!(resp["kind"], "Status", "{resp}");
+    }
+    let (status, _) = raw_bytes(
+        &c,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/x",
+        "application/apply-patch+yaml",
+        b"a: [unclosed".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    for q in [
+        "limit=-1",
+        "continue=garbage",
+        "labelSelector=a%20b%20c",
+        "watch=1&resourceVersion=abc",
+    ] {
+        let (status, _) = raw(
+            &c,
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?{q}"),
+            "",
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{q}");
+    }
+    // still serving
+    let (status, _) = raw(&c, "GET", "/api/v1/namespaces", "", None).await;
+    assert_eq!(status, 200);
+    h.shutdown().await;
+}
