@@ -19,6 +19,7 @@ pub mod protobuf;
 pub mod proxy;
 pub mod rbac;
 pub mod resources;
+pub mod schema;
 pub mod selectors;
 mod serve;
 pub mod server;

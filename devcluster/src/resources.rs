@@ -61,6 +61,8 @@ pub struct ResourceInfo {
     pub crd: Option<String>,
     /// Associative list keys declared by a CRD schema (`path` -> keys).
     pub list_keys: BTreeMap<String, Vec<String>>,
+    /// The CRD version's `openAPIV3Schema` (pruning, defaulting, validation).
+    pub schema: Option<std::sync::Arc<Value>>,
 }
 
 impl ResourceInfo {
@@ -128,6 +130,7 @@ fn builtin(
         categories: Vec::new(),
         crd: None,
         list_keys: BTreeMap::new(),
+        schema: None,
     }
 }
 
@@ -372,6 +375,9 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
             categories: strs(&names["categories"]),
             crd: crd["metadata"]["name"].as_str().map(String::from),
             list_keys,
+            schema: ver["schema"]["openAPIV3Schema"]
+                .as_object()
+                .map(|_| std::sync::Arc::new(ver["schema"]["openAPIV3Schema"].clone())),
         });
     }
     out

@@ -408,6 +408,9 @@ impl State {
             m.remove("status");
         }
         errs.extend(validation::prepare(&info.plural, &info.group, &mut obj));
+        if let Some(schema) = &info.schema {
+            errs.extend(crate::schema::process(schema, &mut obj));
+        }
         if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
             errs.extend(resources::validate_crd(&obj));
             if errs.is_empty() {
@@ -593,6 +596,9 @@ impl State {
         merged["apiVersion"] = json!(info.api_version());
         merged["kind"] = json!(info.kind);
         let mut errs = validation::prepare(&info.plural, &info.group, &mut merged);
+        if let Some(schema) = &info.schema {
+            errs.extend(crate::schema::process(schema, &mut merged));
+        }
         errs.extend(validation::validate_update(
             &info.plural,
             &info.group,

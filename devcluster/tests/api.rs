@@ -1872,3 +1872,67 @@ async fn odd_bodies_are_rejected_without_breaking_the_server() {
     assert_eq!(status, 200);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn crd_schema_pruning_defaulting_and_validation() {
+    let (h, c) = start().await;
+    let crds: Api<DynamicObject> = Api::all_with(
+        c.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let mut def = crd();
+    def["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object", "properties": {
+        "spec": {"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "integer", "minimum": 1},
+            "mode": {"type": "string", "enum": ["fast", "slow"], "default": "slow"}}},
+        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}});
+    crds.create(&PostParams::default(), &serde_json::from_value(def).unwrap())
+        .await
+        .unwrap();
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
+    let w: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+    let o = w
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"size": 1, "unknown": "dropped"}, "top": 1}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        o.data["spec"],
+        json!({"size": 1, "mode": "slow"}),
+        "pruned and defaulted"
+    );
+    assert!(o.data.get("top").is_none());
+    let e = w
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "bad"}, "spec": {"size": 0, "mode": "warp"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 422);
+    assert!(
+        message(&e).contains("spec.size") && message(&e).contains("spec.mode"),
+        "{}",
+        message(&e)
+    );
+    let e = w
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": "yes"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 422);
+    h.shutdown().await;
+}
