@@ -52,7 +52,7 @@ fn write_ctx(ctx: &Ctx) -> WriteCtx {
     }
 }
 
-fn respond(ctx: &Ctx, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
+fn respond(ctx: &Ctx, info: &ResourceInfo, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
     let accept = ctx.header("accept");
     if table::wants_table(accept) && v.get("kind").and_then(Value::as_str) != Some("Status") {
         let include = ctx.q("includeObject").unwrap_or("Metadata");
@@ -63,9 +63,9 @@ fn respond(ctx: &Ctx, code: StatusCode, v: &Value) -> Result<Response, ApiError>
                 if meta.is_null() {
                     meta = rv;
                 }
-                table::table(items, meta, include, true)
+                table::table(items, meta, include, info)
             }
-            None => table::table(std::slice::from_ref(v), rv, include, true),
+            None => table::table(std::slice::from_ref(v), rv, include, info),
         };
         return Ok(json_response(code, &t));
     }
@@ -104,16 +104,16 @@ pub async fn resource(
         ("watch", _) => watch::start(app, &ctx, info, rp.namespace.clone(), rp.name.clone()),
         ("list", _) => {
             let v = list(&app, &ctx, &info, rp.namespace.as_deref())?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("get", Some(name)) => {
             let v = app.store.lock().get(&info, &ns, name)?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("create", None) => {
             let obj = parse_body(&body, &ct)?;
             let v = app.store.lock().create(&info, &ns, obj, &write_ctx(&ctx))?;
-            respond(&ctx, StatusCode::CREATED, &v)
+            respond(&ctx, &info, StatusCode::CREATED, &v)
         }
         ("create", Some(name)) if sub == "token" => token_request(&app, &ns, name, &body, &ct),
         ("update", Some(name)) => {
@@ -127,16 +127,16 @@ pub async fn resource(
                 .store
                 .lock()
                 .update(&info, &ns, name, obj, mode, &write_ctx(&ctx))?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("patch", Some(name)) => {
             let (code, v) = patch_object(&app, &ctx, &info, &ns, name, sub, &body, &ct)?;
-            respond(&ctx, code, &v)
+            respond(&ctx, &info, code, &v)
         }
         ("delete", Some(name)) => {
             let opts = delete_opts(&ctx, &body)?;
             let v = app.store.lock().delete(&info, &ns, name, &opts)?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("deletecollection", None) => {
             let opts = delete_opts(&ctx, &body)?;
@@ -157,7 +157,7 @@ pub async fn resource(
             let v = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(),
                 "metadata": {"resourceVersion": st.current_rv().to_string()}, "items": items});
             drop(st);
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -401,7 +401,7 @@ fn scale(
     let cur = st.get(info, ns, name)?;
     let mut sc = scale_of(&cur);
     match verb {
-        "get" => return respond(ctx, StatusCode::OK, &sc),
+        "get" => return respond(ctx, info, StatusCode::OK, &sc),
         "update" => sc = parse_body(body, ct)?,
         "patch" => {
             let p = parse_body(body, "application/json")?;
@@ -436,7 +436,7 @@ fn scale(
         obj["metadata"]["resourceVersion"] = json!(rv);
     }
     let v = st.update(info, ns, name, obj, UpdateMode::Main, &write_ctx(ctx))?;
-    respond(ctx, StatusCode::OK, &scale_of(&v))
+    respond(ctx, info, StatusCode::OK, &scale_of(&v))
 }
 
 fn unreachable_apply() -> Result<(), ApiError> {

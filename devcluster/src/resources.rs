@@ -63,6 +63,8 @@ pub struct ResourceInfo {
     pub list_keys: BTreeMap<String, Vec<String>>,
     /// The CRD version's `openAPIV3Schema` (pruning, defaulting, validation).
     pub schema: Option<std::sync::Arc<Value>>,
+    /// The CRD version's `additionalPrinterColumns`.
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceInfo {
@@ -131,6 +133,7 @@ fn builtin(
         crd: None,
         list_keys: BTreeMap::new(),
         schema: None,
+        printer_columns: Vec::new(),
     }
 }
 
@@ -378,6 +381,10 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
             schema: ver["schema"]["openAPIV3Schema"]
                 .as_object()
                 .map(|_| std::sync::Arc::new(ver["schema"]["openAPIV3Schema"].clone())),
+            printer_columns: ver["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out

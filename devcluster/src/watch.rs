@@ -74,7 +74,7 @@ impl Filter {
     fn line(&self, etype: &str, obj: Value) -> Bytes {
         let obj = if self.table && etype != "BOOKMARK" && etype != "ERROR" {
             let rv = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-            table::table(std::slice::from_ref(&obj), rv, "Metadata", true)
+            table::table(std::slice::from_ref(&obj), rv, "Metadata", &self.info)
         } else {
             obj
         };

@@ -581,6 +581,10 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
@@ -599,6 +603,20 @@ spec:
         k.ok(&["get", "st", "one", "-o", "jsonpath={.spec.size}"]).await,
         "1"
     );
+    k.ok(&[
+        "patch",
+        "st",
+        "one",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])
+    .await;
+    let table = k.ok(&["get", "sealedthings"]).await;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], vec!["NAME", "SIZE", "READY", "AGE"], "{table}");
+    assert_eq!(&lines[1][..3], &["one", "1", "True"], "{table}");
     let o = k.apply(&[], &cr.replace("size: 1", "size: 2")).await;
     assert!(o.ok && o.stdout.contains("configured"), "{}", o.stderr);
     assert_eq!(
