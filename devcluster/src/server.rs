@@ -443,7 +443,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
                 resource: rp.plural.clone(),
                 subresource: rp.sub.clone().unwrap_or_default(),
                 namespace: rp.namespace.clone().unwrap_or_default(),
-                name: rp.name.clone().unwrap_or_default(),
+                name: rp.name.clone().or_else(|| pinned_name(&ctx)).unwrap_or_default(),
                 path: path.clone(),
             };
             authz(&app, &ctx.user, &attrs)?;
@@ -465,6 +465,16 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         Route::Version | Route::Health => Err(ApiError::path_not_found()),
         Route::NotFound => Err(ApiError::path_not_found()),
     }
+}
+
+/// For list/watch, a `metadata.name=X` field selector authorizes like a request for X
+/// (so `resourceNames` rules allow single-object informers, as in a real cluster).
+fn pinned_name(ctx: &Ctx) -> Option<String> {
+    ctx.q("fieldSelector")?
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("metadata.name="))
+        .map(|n| n.trim_start_matches('=').to_string())
+        .next()
 }
 
 fn injected(code: u16, plural: &str, group: &str, name: &str) -> ApiError {

@@ -1936,3 +1936,145 @@ async fn crd_schema_pruning_defaulting_and_validation() {
     assert_eq!(code(&e), 422);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn token_review_by_a_delegated_reviewer_under_rbac() {
+    // OpenBao's kubernetes auth: a reviewer ServiceAccount bound to system:auth-delegator
+    // validates other ServiceAccounts' tokens through TokenReview.
+    let (h, c) = start_with(Options {
+        rbac: true,
+        ..Options::default()
+    })
+    .await;
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
+    for n in ["openbao", "app", "nobody"] {
+        sas.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": n}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let crbs: Api<DynamicObject> = Api::all_with(
+        c.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+            "clusterrolebindings",
+        ),
+    );
+    crbs.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "openbao-delegator"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "openbao", "namespace": "default"}]})).unwrap()).await.unwrap();
+    let reviewer = client_with_token(
+        &h,
+        &h.service_account_token("default", "openbao", Duration::from_secs(3600))
+            .unwrap(),
+    )
+    .await;
+    let nobody = client_with_token(
+        &h,
+        &h.service_account_token("default", "nobody", Duration::from_secs(3600))
+            .unwrap(),
+    )
+    .await;
+    let app_token = h
+        .service_account_token("default", "app", Duration::from_secs(3600))
+        .unwrap();
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": app_token}});
+    let (status, r) = raw(
+        &reviewer,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "application/json",
+        Some(review.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["status"]["authenticated"], true);
+    assert_eq!(
+        r["status"]["user"]["username"],
+        "system:serviceaccount:default:app"
+    );
+    let (status, _) = raw(
+        &nobody,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "application/json",
+        Some(review),
+    )
+    .await;
+    assert_eq!(status, 403);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn resource_names_allow_single_object_watches() {
+    let (h, c) = start_with(Options {
+        rbac: true,
+        ..Options::default()
+    })
+    .await;
+    Api::<ServiceAccount>::namespaced(c.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "one"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    cms.create(&PostParams::default(), &cm("mine", &[]))
+        .await
+        .unwrap();
+    let roles: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "Role"),
+            "roles",
+        ),
+    );
+    let rbs: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+            "rolebindings",
+        ),
+    );
+    roles.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "one-cm"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["mine"], "verbs": ["get", "list", "watch"]}]})).unwrap()).await.unwrap();
+    rbs.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "one-cm"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "one-cm"},
+        "subjects": [{"kind": "ServiceAccount", "name": "one", "namespace": "default"}]})).unwrap()).await.unwrap();
+    let sa = client_with_token(
+        &h,
+        &h.service_account_token("default", "one", Duration::from_secs(3600))
+            .unwrap(),
+    )
+    .await;
+    let sa_cms: Api<ConfigMap> = Api::namespaced(sa, "default");
+    assert_eq!(code(&sa_cms.list(&ListParams::default()).await.unwrap_err()), 403);
+    assert_eq!(
+        sa_cms
+            .list(&ListParams::default().fields("metadata.name=mine"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let wp = WatchParams::default().fields("metadata.name=mine").timeout(1);
+    let events: Vec<WatchEvent<ConfigMap>> =
+        sa_cms.watch(&wp, "0").await.unwrap().try_collect().await.unwrap();
+    assert!(matches!(events.first(), Some(WatchEvent::Added(_))));
+    assert_eq!(
+        code(
+            &sa_cms
+                .list(&ListParams::default().fields("metadata.name=other"))
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+    h.shutdown().await;
+}
