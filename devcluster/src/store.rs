@@ -317,7 +317,7 @@ impl State {
         for owner in owner_uids(&obj) {
             self.dependents.entry(owner).or_default().insert(key.clone());
         }
-        self.emit(gr, ns, etype, obj.clone(), prev);
+        self.emit(gr, ns, etype, obj.clone(), prev.as_ref().map(selector_view));
         obj
     }
 
@@ -961,6 +961,32 @@ impl State {
             }
         }
     }
+}
+
+/// The parts of an object label and field selectors look at: what watches keep of the previous
+/// state of a MODIFIED object (not the whole object, to keep the history window small).
+fn selector_view(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let mut v = json!({"metadata": {"name": m["name"], "namespace": m["namespace"], "labels": m["labels"]}});
+    for f in [
+        "type",
+        "reason",
+        "source",
+        "reportingComponent",
+        "involvedObject",
+        "regarding",
+    ] {
+        if let Some(x) = obj.get(f) {
+            v[f] = x.clone();
+        }
+    }
+    if let Some(p) = obj.get("status").and_then(|s| s.get("phase")) {
+        v["status"] = json!({"phase": p});
+    }
+    if let Some(n) = obj.get("spec").and_then(|s| s.get("nodeName")) {
+        v["spec"] = json!({"nodeName": n});
+    }
+    v
 }
 
 /// Copies a stored object with apiVersion/kind for the requested version.
