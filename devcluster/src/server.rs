@@ -119,11 +119,17 @@ async fn entry(State(app): State<Arc<App>>, req: Request) -> Response {
     async move {
         let started = std::time::Instant::now();
         let method = req.method().clone();
-        let resp = match dispatch(app, req).await {
-            Ok(r) => r,
-            Err(e) => {
+        // a bug must cost one request a 500, not the connection
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(dispatch(app, req))).await;
+        let resp = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 debug!(code = e.code, reason = %e.reason, "request failed");
                 error_response(&e)
+            }
+            Err(_) => {
+                tracing::error!("request handler panicked");
+                error_response(&ApiError::internal("internal error while handling the request"))
             }
         };
         debug!(%method, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "done");

@@ -407,6 +407,7 @@ impl State {
         {
             m.remove("status");
         }
+        errs.extend(validation::validate_metadata(&obj));
         errs.extend(validation::prepare(&info.plural, &info.group, &mut obj));
         if let Some(schema) = &info.schema {
             errs.extend(crate::schema::process(schema, &mut obj));
@@ -595,7 +596,8 @@ impl State {
         };
         merged["apiVersion"] = json!(info.api_version());
         merged["kind"] = json!(info.kind);
-        let mut errs = validation::prepare(&info.plural, &info.group, &mut merged);
+        let mut errs = validation::validate_metadata(&merged);
+        errs.extend(validation::prepare(&info.plural, &info.group, &mut merged));
         if let Some(schema) = &info.schema {
             errs.extend(crate::schema::process(schema, &mut merged));
         }

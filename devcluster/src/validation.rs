@@ -93,6 +93,88 @@ pub fn validate_name(resource: &str, name: &str) -> Option<(String, String)> {
     })
 }
 
+fn qualified_name(s: &str) -> bool {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && p.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+    };
+    match s.split_once('/') {
+        Some((prefix, name)) => dns1123_subdomain(prefix).is_none() && ok_part(name),
+        None => ok_part(s),
+    }
+}
+
+fn label_value(v: &str) -> bool {
+    v.is_empty() || (v.len() <= 63 && qualified_name(v) && !v.contains('/'))
+}
+
+/// Validates `metadata.labels` and `metadata.annotations`.
+pub fn validate_metadata(obj: &Value) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    let meta = &obj["metadata"];
+    match &meta["labels"] {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if !qualified_name(k) {
+                    errs.push(("metadata.labels".into(), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+                }
+                match v.as_str() {
+                    Some(s) if label_value(s) => {}
+                    _ => errs.push(("metadata.labels".into(), format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))),
+                }
+            }
+        }
+        Value::Null => {}
+        _ => errs.push((
+            "metadata.labels".into(),
+            "Invalid value: must be a map of strings".into(),
+        )),
+    }
+    match &meta["annotations"] {
+        Value::Object(m) => {
+            let mut total = 0usize;
+            for (k, v) in m {
+                if !qualified_name(k) {
+                    errs.push(("metadata.annotations".into(), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+                }
+                match v.as_str() {
+                    Some(s) => total += k.len() + s.len(),
+                    None => errs.push((
+                        "metadata.annotations".into(),
+                        format!("Invalid value: {v}: must be a string"),
+                    )),
+                }
+            }
+            if total > 256 * 1024 {
+                errs.push((
+                    "metadata.annotations".into(),
+                    "Too long: must have at most 262144 bytes".into(),
+                ));
+            }
+        }
+        Value::Null => {}
+        _ => errs.push((
+            "metadata.annotations".into(),
+            "Invalid value: must be a map of strings".into(),
+        )),
+    }
+    if !meta["finalizers"].is_null()
+        && !meta["finalizers"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        errs.push((
+            "metadata.finalizers".into(),
+            "Invalid value: must be a list of strings".into(),
+        ));
+    }
+    errs
+}
+
 fn valid_data_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 253
@@ -275,6 +357,30 @@ mod tests {
         assert!(dns1123_label("a.b").is_some());
         assert!(dns1035_label("1abc").is_some());
         assert!(validate_name("secrets", "").is_some());
+    }
+
+    #[test]
+    fn labels_and_annotations() {
+        assert!(
+            validate_metadata(&json!({"metadata": {"labels": {"app.kubernetes.io/name": "x", "a": ""}}}))
+                .is_empty()
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"labels": {"a": "has space"}}})).len(),
+            1
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"labels": {"-bad": "x"}}})).len(),
+            1
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"labels": {"a": 1}}})).len(),
+            1
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"annotations": {"a": "x".repeat(300_000)}}})).len(),
+            1
+        );
     }
 
     #[test]

@@ -986,6 +986,13 @@ async fn secrets_configmaps_validation() {
     )
     .await;
     assert_eq!(status, 422, "{body}");
+    // label values are validated like the real server does
+    let e = cms
+        .create(&pp, &cm("badlabel", &[("app", "not valid!")]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 422);
+    assert!(message(&e).contains("metadata.labels"), "{}", message(&e));
     // generateName
     let mut g = cm("", &[]);
     g.metadata.name = None;
