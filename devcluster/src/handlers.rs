@@ -141,7 +141,8 @@ pub async fn resource(
         ("deletecollection", None) => {
             let opts = delete_opts(&ctx, &body)?;
             let labels = LabelSelector::parse(ctx.q("labelSelector").unwrap_or_default())?;
-            let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?;
+            let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?
+                .renamed(info.storage_field_paths());
             let mut st = app.store.lock();
             let keys: Vec<(String, String)> = st
                 .list(&info, rp.namespace.as_deref(), None)
@@ -208,7 +209,8 @@ struct Continue {
 
 fn list(app: &App, ctx: &Ctx, info: &ResourceInfo, ns: Option<&str>) -> Result<Value, ApiError> {
     let labels = LabelSelector::parse(ctx.q("labelSelector").unwrap_or_default())?;
-    let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?;
+    let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?
+        .renamed(info.storage_field_paths());
     let limit = match ctx.q("limit") {
         Some(l) => l
             .parse::<usize>()

@@ -70,7 +70,46 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// The storage key.
     pub fn gr(&self) -> GroupResource {
+        if self.is_new_event() {
+            // events.k8s.io/v1 Events share storage with core/v1 Events, as in a real cluster
+            return GroupResource::new("", "events");
+        }
         GroupResource::new(&self.group, &self.plural)
+    }
+
+    fn is_new_event(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
+    /// `apiVersion` of the stored form.
+    pub fn storage_api_version(&self) -> String {
+        if self.is_new_event() {
+            "v1".into()
+        } else {
+            self.api_version()
+        }
+    }
+
+    /// Converts a request body of this version into the stored form.
+    pub fn to_storage(&self, obj: &mut Value) {
+        if self.is_new_event() {
+            rename_fields(obj, EVENT_FIELDS.iter().map(|(new, old)| (*new, *old)));
+            obj["apiVersion"] = json!("v1");
+        }
+    }
+
+    /// Converts a stored object into this version's form (apiVersion/kind included).
+    pub fn from_storage(&self, obj: &mut Value) {
+        if self.is_new_event() {
+            rename_fields(obj, EVENT_FIELDS.iter().map(|(new, old)| (*old, *new)));
+        }
+        obj["apiVersion"] = json!(self.api_version());
+        obj["kind"] = json!(self.kind);
+    }
+
+    /// Field-selector paths of this version mapped to the stored form.
+    pub fn storage_field_paths(&self) -> &'static [(&'static str, &'static str)] {
+        if self.is_new_event() { EVENT_FIELDS } else { &[] }
     }
 
     /// `apiVersion` string.
@@ -104,6 +143,27 @@ impl ResourceInfo {
     /// Whether this version serves the given subresource.
     pub fn has_subresource(&self, sub: &str) -> bool {
         (sub == "status" && self.status) || self.subresources.iter().any(|s| s == sub)
+    }
+}
+
+/// events.k8s.io/v1 field -> core/v1 field.
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn rename_fields<'a>(obj: &mut Value, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    let Some(m) = obj.as_object_mut() else { return };
+    let moved: Vec<(String, Value)> = pairs
+        .filter_map(|(from, to)| m.remove(from).map(|v| (to.to_string(), v)))
+        .collect();
+    for (k, v) in moved {
+        m.insert(k, v);
     }
 }
 

@@ -356,6 +356,7 @@ impl State {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         check_kind(&obj, info)?;
+        info.to_storage(&mut obj);
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -398,7 +399,7 @@ impl State {
                 m.remove("selfLink");
             }
         }
-        obj["apiVersion"] = json!(info.api_version());
+        obj["apiVersion"] = json!(info.storage_api_version());
         obj["kind"] = json!(info.kind);
         if info.status
             && info.plural != "namespaces"
@@ -523,6 +524,7 @@ impl State {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         check_kind(&new, info)?;
+        info.to_storage(&mut new);
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
@@ -594,7 +596,7 @@ impl State {
                 m
             }
         };
-        merged["apiVersion"] = json!(info.api_version());
+        merged["apiVersion"] = json!(info.storage_api_version());
         merged["kind"] = json!(info.kind);
         let mut errs = validation::validate_metadata(&merged);
         errs.extend(validation::prepare(&info.plural, &info.group, &mut merged));
@@ -994,8 +996,7 @@ fn selector_view(obj: &Value) -> Value {
 /// Copies a stored object with apiVersion/kind for the requested version.
 pub fn present(obj: &Value, info: &ResourceInfo) -> Value {
     let mut o = obj.clone();
-    o["apiVersion"] = json!(info.api_version());
-    o["kind"] = json!(info.kind);
+    info.from_storage(&mut o);
     o
 }
 

@@ -37,7 +37,7 @@ impl Filter {
 
     /// Translates a store event for this watcher (selector transitions become ADDED/DELETED).
     fn translate(&self, ev: &WatchEvent) -> Option<&'static str> {
-        if ev.gr.group != self.info.group || ev.gr.resource != self.info.plural {
+        if ev.gr != self.info.gr() {
             return None;
         }
         if self.ns.as_ref().is_some_and(|n| *n != ev.namespace) {
@@ -143,7 +143,7 @@ pub fn start(
         }
         field_sel.push_str(&format!("metadata.name={n}"));
     }
-    let fields = FieldSelector::parse(&field_sel, &info.plural)?;
+    let fields = FieldSelector::parse(&field_sel, &info.plural)?.renamed(info.storage_field_paths());
     let table = table::wants_table(ctx.header("accept"));
     let filter = Filter {
         info,

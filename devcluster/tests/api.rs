@@ -1585,7 +1585,42 @@ async fn events_leases_and_apps_kinds() {
     assert_eq!(l.items.len(), 1);
     let new_ev: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.clone(), "default");
     new_ev.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "n1"}, "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "sealant", "reportingInstance": "x", "action": "Seal", "reason": "Sealed", "type": "Normal", "regarding": {"kind": "Secret", "name": "s1"}})).unwrap()).await.unwrap();
-    assert_eq!(new_ev.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    // a core Event shows up on an events.k8s.io watch, converted
+    let rv = h.resource_version().to_string();
+    core_ev
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "e3"}, "involvedObject": {"kind": "Secret", "name": "s3"}, "message": "watch me"})).unwrap())
+        .await
+        .unwrap();
+    let wp = WatchParams::default().timeout(1).disable_bookmarks();
+    let seen: Vec<WatchEvent<k8s_openapi::api::events::v1::Event>> =
+        new_ev.watch(&wp, &rv).await.unwrap().try_collect().await.unwrap();
+    match seen.first() {
+        Some(WatchEvent::Added(e)) => assert_eq!(e.note.as_deref(), Some("watch me")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    core_ev.delete("e3", &DeleteParams::default()).await.unwrap();
+    // one storage, two shapes: core and events.k8s.io Events see each other's objects
+    let n1 = new_ev.get("n1").await.unwrap();
+    assert_eq!(n1.reporting_controller.as_deref(), Some("sealant"));
+    assert_eq!(new_ev.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    let as_core = core_ev.get("n1").await.unwrap();
+    assert_eq!(as_core.involved_object.name.as_deref(), Some("s1"));
+    assert_eq!(as_core.reporting_component.as_deref(), Some("sealant"));
+    let e1 = new_ev.get("e1").await.unwrap();
+    assert_eq!(e1.regarding.unwrap().name.as_deref(), Some("s1"));
+    assert_eq!(e1.note.as_deref(), Some("ok"));
+    let by_regarding = new_ev
+        .list(&ListParams::default().fields("regarding.name=s2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_regarding
+            .items
+            .iter()
+            .map(|e| e.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["e2"]
+    );
     for (kind, plural) in [("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")] {
         let api: Api<DynamicObject> = Api::namespaced_with(
             c.clone(),
