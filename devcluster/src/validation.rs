@@ -285,7 +285,8 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
                 obj["status"] = json!({"phase": "Active"});
             }
             let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            if !name.is_empty() {
+            let labels_ok = obj["metadata"]["labels"].is_object() || obj["metadata"]["labels"].is_null();
+            if !name.is_empty() && labels_ok {
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             }
         }

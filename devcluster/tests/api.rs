@@ -2120,3 +2120,30 @@ async fn resource_names_allow_single_object_watches() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_promptly() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let wp = WatchParams::default().timeout(290);
+    let mut stream = api.watch(&wp, "0").await.unwrap().boxed();
+    let (status, _) = raw(
+        &c,
+        "POST",
+        "/api/v1/namespaces",
+        "application/json",
+        Some(json!({"metadata": {"name": "x", "labels": "oops"}})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let t = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), h.shutdown())
+        .await
+        .expect("shutdown completes");
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the watch stream ended");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
