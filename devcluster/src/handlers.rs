@@ -54,7 +54,11 @@ fn write_ctx(ctx: &Ctx) -> WriteCtx {
 
 fn respond(ctx: &Ctx, info: &ResourceInfo, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
     let accept = ctx.header("accept");
-    if table::wants_table(accept) && v.get("kind").and_then(Value::as_str) != Some("Status") {
+    let not_status = v.get("kind").and_then(Value::as_str) != Some("Status");
+    if not_status && table::shape(accept) == table::Shape::Metadata {
+        return Ok(json_response(code, &table::partial_response(v)));
+    }
+    if table::wants_table(accept) && not_status {
         let include = ctx.q("includeObject").unwrap_or("Metadata");
         let rv = json!({"resourceVersion": v["metadata"]["resourceVersion"]});
         let t = match v.get("items").and_then(Value::as_array) {

@@ -8,10 +8,48 @@ use crate::util::now_unix;
 
 /// Whether the Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
+    shape(accept) == Shape::Table
+}
+
+/// The representation a client asked for in its Accept header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The objects themselves.
+    Full,
+    /// `meta.k8s.io/v1 Table`.
+    Table,
+    /// `meta.k8s.io/v1 PartialObjectMetadata(List)` (kube-rs `metadata_watcher`, `get_metadata`).
+    Metadata,
+}
+
+/// Parses the first (preferred) media type of an Accept header.
+pub fn shape(accept: &str) -> Shape {
+    let first = accept.split(',').next().unwrap_or_default();
+    if first.contains("as=Table") {
+        Shape::Table
+    } else if first.contains("as=PartialObjectMetadata") {
+        Shape::Metadata
+    } else {
+        Shape::Full
+    }
+}
+
+/// An object as `PartialObjectMetadata`.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+/// A list (or a single object) as `PartialObjectMetadataList` / `PartialObjectMetadata`.
+pub fn partial_response(v: &Value) -> Value {
+    match v.get("items").and_then(Value::as_array) {
+        Some(items) => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v["metadata"],
+            "items": items.iter().map(partial).collect::<Vec<_>>(),
+        }),
+        None => partial(v),
+    }
 }
 
 fn age(ts: &str) -> String {

@@ -27,7 +27,7 @@ struct Filter {
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
-    table: bool,
+    shape: table::Shape,
 }
 
 impl Filter {
@@ -65,18 +65,21 @@ impl Filter {
         let same_version = ev.object.get("apiVersion").and_then(Value::as_str)
             == Some(&self.info.api_version())
             && ev.object.get("kind").and_then(Value::as_str) == Some(&self.info.kind);
-        if !self.table && same_version && t == ev.etype.as_str() {
+        if self.shape == table::Shape::Full && same_version && t == ev.etype.as_str() {
             return ev.line.get_or_init(|| raw_line(t, &ev.object)).clone();
         }
         self.line(t, present(&ev.object, &self.info))
     }
 
     fn line(&self, etype: &str, obj: Value) -> Bytes {
-        let obj = if self.table && etype != "BOOKMARK" && etype != "ERROR" {
-            let rv = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-            table::table(std::slice::from_ref(&obj), rv, "Metadata", &self.info)
-        } else {
-            obj
+        let obj = match self.shape {
+            _ if etype == "BOOKMARK" || etype == "ERROR" => obj,
+            table::Shape::Table => {
+                let rv = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+                table::table(std::slice::from_ref(&obj), rv, "Metadata", &self.info)
+            }
+            table::Shape::Metadata => table::partial(&obj),
+            table::Shape::Full => obj,
         };
         let mut b = serde_json::to_vec(&json!({"type": etype, "object": obj})).unwrap_or_default();
         b.push(b'\n');
@@ -144,13 +147,13 @@ pub fn start(
         field_sel.push_str(&format!("metadata.name={n}"));
     }
     let fields = FieldSelector::parse(&field_sel, &info.plural)?.renamed(info.storage_field_paths());
-    let table = table::wants_table(ctx.header("accept"));
+    let shape = table::shape(ctx.header("accept"));
     let filter = Filter {
         info,
         ns,
         labels,
         fields,
-        table,
+        shape,
     };
     let bookmarks = ctx
         .q("allowWatchBookmarks")

@@ -2147,3 +2147,73 @@ async fn shutdown_ends_open_watches_promptly() {
     assert!(drained.is_ok(), "the watch stream ended");
     assert!(t.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    let (h, c) = start().await;
+    let api: Api<Secret> = Api::namespaced(c.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "m1", "labels": {"a": "b"}}, "stringData": {"k": "v"}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let m = api.get_metadata("m1").await.unwrap();
+    assert_eq!(m.metadata.labels.unwrap()["a"], "b");
+    assert_eq!(m.types.unwrap().kind, "PartialObjectMetadata");
+    let l = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(l.items.len(), 1);
+    let (status, raw_list) = {
+        let req = axum::http::Request::builder()
+            .uri("/api/v1/namespaces/default/secrets")
+            .header(
+                "accept",
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+            )
+            .body(Vec::new())
+            .unwrap();
+        let resp = c.send(req.map(kube::client::Body::from)).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(raw_list["kind"], "PartialObjectMetadataList");
+    assert!(
+        raw_list["items"][0].get("data").is_none(),
+        "no secret data in metadata lists"
+    );
+    // a kube-rs watcher over metadata only (Api<PartialObjectMeta<K>>)
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(
+            Api::<kube::core::PartialObjectMeta<Secret>>::namespaced(c.clone(), "default"),
+            watcher::Config::default(),
+        ),
+    );
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while s.next().await.is_some() {}
+    });
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "m2"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ok = eventually(10, || {
+        let r = reader.clone();
+        async move { r.state().len() == 2 }
+    })
+    .await;
+    assert!(ok);
+    task.abort();
+    h.shutdown().await;
+}
