@@ -36,17 +36,31 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// Applies an RFC 6902 JSON patch.
+/// Applies an RFC 6902 JSON patch. Like the API server, a `test` of `null` against a missing path
+/// succeeds (kube-rs' finalizer helper relies on it). The patch applies to a copy, so a failing
+/// operation leaves the stored object untouched.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
-    let p: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &p).map_err(|e| {
-        ApiError::new(
-            422,
-            "Invalid",
-            format!("the server rejected our request due to an error in our request: {e}"),
-        )
-    })
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("invalid JSON patch: expected an array of operations"))?;
+    for op in ops {
+        let missing_null_test = op["op"] == "test"
+            && op["value"].is_null()
+            && op["path"].as_str().is_some_and(|p| target.pointer(p).is_none());
+        if missing_null_test {
+            continue;
+        }
+        let one: json_patch::PatchOperation = serde_json::from_value(op.clone())
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+        json_patch::patch(target, &json_patch::Patch(vec![one])).map_err(|e| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 const MERGE_KEYS: &[&str] = &[
@@ -192,5 +206,18 @@ mod tests {
             422
         );
         assert_eq!(json_patch(&mut t, &json!({"op": 1})).unwrap_err().code, 400);
+        // test-null on a missing path passes; test-null on a present value fails
+        json_patch(
+            &mut t,
+            &json!([{"op": "test", "path": "/f", "value": null}, {"op": "add", "path": "/f", "value": [1]}]),
+        )
+        .unwrap();
+        assert_eq!(t["f"], json!([1]));
+        assert_eq!(
+            json_patch(&mut t, &json!([{"op": "test", "path": "/f", "value": null}]))
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 }

@@ -2217,3 +2217,46 @@ async fn metadata_only_get_list_and_watch() {
     task.abort();
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn kube_runtime_finalizer_helper_round_trip() {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event, finalizer};
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &cm("guarded", &[]))
+        .await
+        .unwrap();
+    let cleaned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run = |obj: ConfigMap| {
+        let api = api.clone();
+        let cleaned = cleaned.clone();
+        async move {
+            finalizer(
+                &api,
+                "sealant.dev/cleanup",
+                std::sync::Arc::new(obj),
+                |ev| async move {
+                    if let Event::Cleanup(_) = ev {
+                        cleaned.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok::<_, std::convert::Infallible>(Action::await_change())
+                },
+            )
+            .await
+        }
+    };
+    // first reconcile adds the finalizer (JSON patch with a test-null op)
+    run(api.get("guarded").await.unwrap()).await.unwrap();
+    let o = api.get("guarded").await.unwrap();
+    assert_eq!(
+        o.metadata.finalizers.as_deref(),
+        Some(&["sealant.dev/cleanup".to_string()][..])
+    );
+    // deletion only marks the object; the next reconcile cleans up and removes the finalizer
+    api.delete("guarded", &DeleteParams::default()).await.unwrap();
+    run(api.get("guarded").await.unwrap()).await.unwrap();
+    assert!(cleaned.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(code(&api.get("guarded").await.unwrap_err()), 404);
+    h.shutdown().await;
+}
