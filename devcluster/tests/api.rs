@@ -2260,3 +2260,84 @@ async fn kube_runtime_finalizer_helper_round_trip() {
     assert_eq!(code(&api.get("guarded").await.unwrap_err()), 404);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_runtime_controller_end_to_end() {
+    use kube::Resource;
+    use kube::runtime::Controller;
+    use kube::runtime::controller::Action;
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Never;
+    impl std::fmt::Display for Never {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("never")
+        }
+    }
+    impl std::error::Error for Never {}
+
+    let (h, c) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    // reconcile: every ConfigMap gets an owned Secret mirroring its data (server-side apply)
+    let reconcile = |cm: Arc<ConfigMap>, secrets: Arc<Api<Secret>>| async move {
+        let oref = cm.controller_owner_ref(&()).unwrap();
+        let name = format!("{}-mirror", cm.metadata.name.clone().unwrap());
+        let s = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "ownerReferences": [oref]}, "stringData": cm.data.clone().unwrap_or_default()});
+        secrets
+            .patch(&name, &PatchParams::apply("mirror").force(), &Patch::Apply(&s))
+            .await
+            .map_err(|_| Never)?;
+        Ok::<_, Never>(Action::await_change())
+    };
+    let ctrl = Controller::new(cms.clone(), watcher::Config::default())
+        .owns(secrets.clone(), watcher::Config::default())
+        .run(
+            reconcile,
+            |_, _, _| Action::requeue(Duration::from_millis(100)),
+            Arc::new(secrets.clone()),
+        )
+        .for_each(|_| async {});
+    let task = tokio::spawn(ctrl);
+
+    cms.create(&PostParams::default(), &cm("app", &[])).await.unwrap();
+    let s = secrets.clone();
+    assert!(
+        eventually(10, || {
+            let s = s.clone();
+            async move {
+                s.get("app-mirror")
+                    .await
+                    .is_ok_and(|x| x.data.is_some_and(|d| d["k"].0 == b"v"))
+            }
+        })
+        .await
+    );
+    // an update flows through the watch and the reconcile applies it
+    cms.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "w"}})),
+    )
+    .await
+    .unwrap();
+    let s = secrets.clone();
+    assert!(
+        eventually(10, || {
+            let s = s.clone();
+            async move {
+                s.get("app-mirror")
+                    .await
+                    .is_ok_and(|x| x.data.is_some_and(|d| d["k"].0 == b"w"))
+            }
+        })
+        .await
+    );
+    // deleting the owner garbage-collects the mirror
+    cms.delete("app", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code(&secrets.get("app-mirror").await.unwrap_err()), 404);
+    task.abort();
+    h.shutdown().await;
+}
