@@ -88,6 +88,19 @@ fn merge_key(items: &[Value]) -> Option<&'static str> {
 /// (`name`, `containerPort`, `mountPath`, ...); `$patch: delete|replace` and the
 /// `$setElementOrder`/`$retainKeys`/`$deleteFromPrimitiveList` directives are honoured or ignored.
 pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    strategic_at(target, patch, true);
+}
+
+/// Primitive lists with the `merge` patch strategy (union instead of replace): `metadata.finalizers`.
+fn merge_primitive_list(cur: &mut Vec<Value>, items: &[Value]) {
+    for i in items {
+        if !cur.contains(i) {
+            cur.push(i.clone());
+        }
+    }
+}
+
+fn strategic_at(target: &mut Value, patch: &Value, top: bool) {
     match patch {
         Value::Object(p) => {
             if p.get("$patch").and_then(Value::as_str) == Some("replace") {
@@ -101,11 +114,13 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
             }
             let Some(t) = target.as_object_mut() else { return };
             for (k, pv) in p {
-                if k.starts_with('$') {
+                if let Some(list_key) = k.strip_prefix("$deleteFromPrimitiveList/") {
+                    if let (Some(Value::Array(cur)), Some(del)) = (t.get_mut(list_key), pv.as_array()) {
+                        cur.retain(|x| !del.contains(x));
+                    }
                     continue;
                 }
-                if let Some(list_key) = k.strip_prefix("$deleteFromPrimitiveList/") {
-                    let _ = list_key;
+                if k.starts_with('$') {
                     continue;
                 }
                 match pv {
@@ -114,8 +129,14 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                     }
                     Value::Object(_) => {
                         let entry = t.entry(k.clone()).or_insert(Value::Null);
-                        strategic_merge(entry, pv);
+                        strategic_at(entry, pv, top && k == "metadata");
                     }
+                    Value::Array(items) if top && k == "finalizers" => match t.get_mut(k) {
+                        Some(Value::Array(cur)) => merge_primitive_list(cur, items),
+                        _ => {
+                            t.insert(k.clone(), pv.clone());
+                        }
+                    },
                     Value::Array(items) => {
                         let existing = t.get_mut(k);
                         match (existing, merge_key(items)) {
@@ -128,11 +149,11 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                                         (Some(i), true) => {
                                             cur.remove(i);
                                         }
-                                        (Some(i), false) => strategic_merge(&mut cur[i], item),
+                                        (Some(i), false) => strategic_at(&mut cur[i], item, false),
                                         (None, true) => {}
                                         (None, false) => {
                                             let mut clean = Value::Null;
-                                            strategic_merge(&mut clean, item);
+                                            strategic_at(&mut clean, item, false);
                                             cur.push(clean);
                                         }
                                     }
@@ -143,7 +164,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                                 for item in items {
                                     if item.is_object() {
                                         let mut c = Value::Null;
-                                        strategic_merge(&mut c, item);
+                                        strategic_at(&mut c, item, false);
                                         clean.push(c);
                                     } else {
                                         clean.push(item.clone());
@@ -192,6 +213,20 @@ mod tests {
         );
         assert_eq!(t["metadata"]["labels"], json!({"b": "2"}));
         assert_eq!(t["list"], json!([{"name": "y"}]));
+    }
+
+    #[test]
+    fn strategic_finalizers_merge_and_delete_from_primitive_list() {
+        let mut t = json!({"metadata": {"finalizers": ["a", "b"]}});
+        strategic_merge(&mut t, &json!({"metadata": {"finalizers": ["c"]}}));
+        assert_eq!(t["metadata"]["finalizers"], json!(["a", "b", "c"]));
+        strategic_merge(
+            &mut t,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
+        assert_eq!(t["metadata"]["finalizers"], json!(["b", "c"]));
+        strategic_merge(&mut t, &json!({"metadata": {"finalizers": null}}));
+        assert!(t["metadata"].get("finalizers").is_none());
     }
 
     #[test]
