@@ -116,7 +116,13 @@ pub async fn resource(
         }
         ("create", None) => {
             let obj = parse_body(&body, &ct)?;
-            let v = app.store.lock().create(&info, &ns, obj, &write_ctx(&ctx))?;
+            let wctx = write_ctx(&ctx);
+            let mut st = app.store.lock();
+            let mut v = st.create(&info, &ns, obj, &wctx)?;
+            if info.group.is_empty() && info.plural == "secrets" && !wctx.dry_run {
+                v = populate_sa_token_secret(&app, &mut st, &info, v);
+            }
+            drop(st);
             respond(&ctx, &info, StatusCode::CREATED, &v)
         }
         ("create", Some(name)) if sub == "token" => token_request(&app, &ns, name, &body, &ct),
@@ -447,6 +453,53 @@ fn scale(
 
 fn unreachable_apply() -> Result<(), ApiError> {
     Err(ApiError::internal("apply handled above"))
+}
+
+/// The legacy token controller: a new `kubernetes.io/service-account-token` Secret naming an existing
+/// ServiceAccount gets `token`, `namespace` and `ca.crt`.
+fn populate_sa_token_secret(
+    app: &App,
+    st: &mut crate::store::State,
+    info: &ResourceInfo,
+    secret: Value,
+) -> Value {
+    if secret["type"] != "kubernetes.io/service-account-token" {
+        return secret;
+    }
+    let ns = meta_str(&secret, "namespace").to_string();
+    let name = meta_str(&secret, "name").to_string();
+    let Some(sa_name) = secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+        .as_str()
+        .map(String::from)
+    else {
+        return secret;
+    };
+    let Some(sa_uid) = st
+        .raw_object("", "serviceaccounts", &ns, &sa_name)
+        .map(|sa| meta_str(sa, "uid").to_string())
+    else {
+        return secret;
+    };
+    let token = app
+        .auth
+        .issue_secret_token(&ns, &sa_name, &sa_uid, &name, meta_str(&secret, "uid"));
+    let b64 = |s: &str| json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes()));
+    let mut updated = secret.clone();
+    updated["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(sa_uid);
+    if !updated["data"].is_object() {
+        updated["data"] = json!({});
+    }
+    updated["data"]["token"] = b64(&token);
+    updated["data"]["namespace"] = b64(&ns);
+    if let Some(ca) = &app.ca_pem {
+        updated["data"]["ca.crt"] = b64(ca);
+    }
+    let ctx = WriteCtx {
+        manager: "kube-controller-manager".into(),
+        ..WriteCtx::default()
+    };
+    st.update(info, &ns, &name, updated, UpdateMode::Main, &ctx)
+        .unwrap_or(secret)
 }
 
 fn token_request(app: &App, ns: &str, name: &str, body: &[u8], ct: &str) -> Result<Response, ApiError> {

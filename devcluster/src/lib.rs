@@ -173,7 +173,9 @@ impl DevCluster {
         })?;
         let token = opts.token.clone().unwrap_or_else(|| util::random_token(24));
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let tls = if opts.tls { Some(tls::generate()?) } else { None };
         let app = Arc::new(server::App {
+            ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
             store: store::Store::new(opts.history),
             auth: auth::Authenticator::new(token.clone()),
             rbac: opts.rbac.into(),
@@ -194,7 +196,6 @@ impl DevCluster {
                 true,
             ),
         };
-        let tls = if opts.tls { Some(tls::generate()?) } else { None };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let yaml = kubeconfig_yaml(
             &format!("{scheme}://{addr}"),

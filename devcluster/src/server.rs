@@ -44,6 +44,8 @@ pub struct App {
     pub addr: SocketAddr,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// PEM of the serving CA (written into ServiceAccount token Secrets as `ca.crt`).
+    pub ca_pem: Option<String>,
 }
 
 /// Per-request context.

@@ -2341,3 +2341,46 @@ async fn kube_runtime_controller_end_to_end() {
     task.abort();
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn service_account_token_secrets_are_populated() {
+    let (h, c) = start().await;
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "reviewer"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let s = secrets
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "reviewer-token",
+            "annotations": {"kubernetes.io/service-account.name": "reviewer"}}, "type": "kubernetes.io/service-account-token"})).unwrap())
+        .await
+        .unwrap();
+    let data = s.data.unwrap();
+    assert_eq!(data["namespace"].0, b"default");
+    assert!(String::from_utf8_lossy(&data["ca.crt"].0).contains("BEGIN CERTIFICATE"));
+    let token = String::from_utf8(data["token"].0.clone()).unwrap();
+    let client = client_with_token(&h, &token).await;
+    let (_, r) = raw(
+        &client,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "application/json",
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})),
+    )
+    .await;
+    assert_eq!(
+        r["status"]["userInfo"]["username"],
+        "system:serviceaccount:default:reviewer"
+    );
+    // deleting the Secret revokes the token
+    secrets
+        .delete("reviewer-token", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (status, _) = raw(&client, "GET", "/api/v1/namespaces", "", None).await;
+    assert_eq!(status, 401);
+    h.shutdown().await;
+}
