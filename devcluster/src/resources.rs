@@ -370,6 +370,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
         ),
     ];
     for r in &mut v {
+        r.printer_columns = builtin_columns(&r.group, &r.plural);
         if matches!(
             r.plural.as_str(),
             "pods" | "services" | "deployments" | "statefulsets" | "daemonsets" | "replicasets"
@@ -378,6 +379,39 @@ pub fn builtins() -> Vec<ResourceInfo> {
         }
     }
     v
+}
+
+fn col(name: &str, ty: &str, path: &str) -> Value {
+    json!({"name": name, "type": ty, "jsonPath": path})
+}
+
+/// kubectl's usual columns for the common built-in kinds (Name is always first).
+fn builtin_columns(group: &str, plural: &str) -> Vec<Value> {
+    let age = col("Age", "date", ".metadata.creationTimestamp");
+    match (group, plural) {
+        ("", "secrets") => vec![
+            col("Type", "string", ".type"),
+            col("Data", "integer", "len(.data)"),
+            age,
+        ],
+        ("", "configmaps") => vec![col("Data", "integer", "len(.data)"), age],
+        ("", "namespaces") => vec![col("Status", "string", ".status.phase"), age],
+        ("", "serviceaccounts") => vec![col("Secrets", "integer", "len(.secrets)"), age],
+        ("", "services") => vec![
+            col("Type", "string", ".spec.type"),
+            col("Cluster-IP", "string", ".spec.clusterIP"),
+            age,
+        ],
+        ("", "events") => vec![
+            col("Last Seen", "date", ".lastTimestamp"),
+            col("Type", "string", ".type"),
+            col("Reason", "string", ".reason"),
+            col("Object", "string", "ref(.involvedObject)"),
+            col("Message", "string", ".message"),
+        ],
+        ("coordination.k8s.io", "leases") => vec![col("Holder", "string", ".spec.holderIdentity"), age],
+        _ => Vec::new(),
+    }
 }
 
 /// Collects `x-kubernetes-list-map-keys` declarations from an openAPIV3 schema.

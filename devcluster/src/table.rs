@@ -127,6 +127,30 @@ fn cell(v: &[Value], col_type: &str) -> Value {
     }
 }
 
+/// Evaluates a printer-column path; besides JSONPath, devcluster's built-in columns use
+/// `len(PATH)` (entries of a map or list) and `ref(PATH)` (`kind/name` of an object reference).
+fn column_value(obj: &Value, path: &str) -> Vec<Value> {
+    if let Some(inner) = path.strip_prefix("len(").and_then(|p| p.strip_suffix(')')) {
+        let n = json_path(obj, inner).first().map_or(0, |v| match v {
+            Value::Object(m) => m.len(),
+            Value::Array(a) => a.len(),
+            _ => 0,
+        });
+        return vec![json!(n)];
+    }
+    if let Some(inner) = path.strip_prefix("ref(").and_then(|p| p.strip_suffix(')')) {
+        return json_path(obj, inner)
+            .first()
+            .map(|r| {
+                let kind = r["kind"].as_str().unwrap_or_default().to_lowercase();
+                json!(format!("{kind}/{}", r["name"].as_str().unwrap_or_default()))
+            })
+            .into_iter()
+            .collect();
+    }
+    json_path(obj, path)
+}
+
 fn row(obj: &Value, include: &str, info: &ResourceInfo) -> Value {
     let meta = &obj["metadata"];
     let mut cells = vec![meta["name"].clone()];
@@ -136,7 +160,7 @@ fn row(obj: &Value, include: &str, info: &ResourceInfo) -> Value {
         for c in &info.printer_columns {
             let ty = c["type"].as_str().unwrap_or("string");
             cells.push(cell(
-                &json_path(obj, c["jsonPath"].as_str().unwrap_or_default()),
+                &column_value(obj, c["jsonPath"].as_str().unwrap_or_default()),
                 ty,
             ));
         }
@@ -183,6 +207,14 @@ pub fn table(objs: &[Value], meta: Value, include: &str, info: &ResourceInfo) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builtin_column_functions() {
+        let o = json!({"data": {"a": "1", "b": "2"}, "involvedObject": {"kind": "Secret", "name": "s"}});
+        assert_eq!(column_value(&o, "len(.data)"), vec![json!(2)]);
+        assert_eq!(column_value(&o, "len(.missing)"), vec![json!(0)]);
+        assert_eq!(column_value(&o, "ref(.involvedObject)"), vec![json!("secret/s")]);
+    }
 
     #[test]
     fn json_paths() {

@@ -463,6 +463,10 @@ async fn create_secret_and_validation_errors() {
         "--from-literal=pass=pw",
     ])
     .await;
+    let table = k.ok(&["get", "secret", "db"]).await;
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], vec!["NAME", "TYPE", "DATA", "AGE"], "{table}");
+    assert_eq!(&rows[1][..3], &["db", "Opaque", "2"], "{table}");
     assert_eq!(
         k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.user}"])
             .await,
