@@ -2384,3 +2384,59 @@ async fn service_account_token_secrets_are_populated() {
     assert_eq!(status, 401);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn fault_injection_watch_drops_and_forced_expiry() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &cm("w", &[])).await.unwrap();
+    let rv = h.resource_version().to_string();
+    // watches are cut after watchDropAfterMs even with a long timeoutSeconds
+    h.set_faults(FaultConfig {
+        watch_drop_after_ms: 200,
+        ..FaultConfig::default()
+    });
+    let t = std::time::Instant::now();
+    let wp = WatchParams::default().timeout(60);
+    let _: Vec<WatchEvent<ConfigMap>> = api.watch(&wp, &rv).await.unwrap().try_collect().await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "dropped after {:?}",
+        t.elapsed()
+    );
+    // every resume is answered with 410 Expired
+    h.set_faults(FaultConfig {
+        force_watch_expired: true,
+        ..FaultConfig::default()
+    });
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        matches!(events.first(), Some(WatchEvent::Error(s)) if s.code == 410),
+        "{events:?}"
+    );
+    // ... while a fresh list+watch (resourceVersion 0) still works
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(matches!(events.first(), Some(WatchEvent::Added(_))));
+    h.set_faults(FaultConfig::default());
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    h.shutdown().await;
+}
