@@ -651,12 +651,21 @@ impl State {
         if ctx.dry_run {
             return Ok(present(&merged, info));
         }
-        if !merged["metadata"]["deletionTimestamp"].is_null() && finalizers(&merged).is_empty() {
+        let is_ns = info.group.is_empty() && info.plural == "namespaces";
+        if !merged["metadata"]["deletionTimestamp"].is_null() && finalizers(&merged).is_empty() && !is_ns {
             let out = self.remove_final(&gr, ns, name);
             self.after_removals();
             return Ok(present(&out.unwrap_or(merged), info));
         }
         let stored = self.put(&gr, ns, name, merged, EventType::Modified);
+        if is_ns && !stored["metadata"]["deletionTimestamp"].is_null() {
+            // a terminating namespace goes away once it is empty and has no finalizers left
+            self.after_removals();
+            if let Some(o) = self.raw(&gr, ns, name) {
+                return Ok(present(o, info));
+            }
+            return Ok(present(&stored, info));
+        }
         if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
             self.register_crd(&stored);
         }

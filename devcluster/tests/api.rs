@@ -878,6 +878,40 @@ async fn namespace_deletion_cascades() {
     .await
     .unwrap();
     assert_eq!(code(&nss.get("doomed").await.unwrap_err()), 404);
+    // a namespace finalizer keeps the namespace until it is removed, and removing it
+    // while content remains does not orphan that content
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "held-ns", "finalizers": ["example.com/x"]}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let held_api: Api<ConfigMap> = Api::namespaced(c.clone(), "held-ns");
+    let mut pinned = cm("pinned", &[]);
+    pinned.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    held_api.create(&PostParams::default(), &pinned).await.unwrap();
+    nss.delete("held-ns", &DeleteParams::default()).await.unwrap();
+    nss.patch(
+        "held-ns",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        nss.get("held-ns").await.is_ok(),
+        "content remains, so the namespace stays"
+    );
+    held_api
+        .patch(
+            "pinned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&nss.get("held-ns").await.unwrap_err()), 404);
     // creating in a missing namespace is a 404
     let e = Api::<ConfigMap>::namespaced(c, "nope")
         .create(&PostParams::default(), &cm("x", &[]))
