@@ -433,6 +433,12 @@ impl State {
         if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
             self.register_crd(&stored);
         }
+        let owners = owner_uids(&stored);
+        if !owners.is_empty() && owners.iter().all(|u| !self.uids.contains_key(u)) {
+            // every owner is already gone: the garbage collector removes the new dependent
+            let _ = self.delete(info, ns, &name, &DeleteOpts::default());
+            return Ok(present(&stored, info));
+        }
         if info.plural == "namespaces" && info.group.is_empty() {
             // the service account controller's job: every namespace gets a `default` ServiceAccount
             if let Some(sa) = self.resolve("", "v1", "serviceaccounts").cloned() {

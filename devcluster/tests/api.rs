@@ -826,6 +826,11 @@ async fn owner_reference_garbage_collection() {
         .await
         .unwrap();
     assert_eq!(code(&cms.get("owner3").await.unwrap_err()), 404);
+    // a dependent created for an owner that is already gone is collected
+    let gone = cms.create(&pp, &cm("gone", &[])).await.unwrap();
+    cms.delete("gone", &DeleteParams::default()).await.unwrap();
+    secrets.create(&pp, &owned_by("late", &gone)).await.unwrap();
+    assert_eq!(code(&secrets.get("late").await.unwrap_err()), 404);
     // a dependent with another live owner survives
     let a = cms.create(&pp, &cm("oa", &[])).await.unwrap();
     let b = cms.create(&pp, &cm("ob", &[])).await.unwrap();
