@@ -508,6 +508,70 @@ async fn create_secret_and_validation_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_create_commands_send_protobuf() {
+    // kubectl's typed clients send protobuf bodies; devcluster decodes them
+    let (h, _c) = start().await;
+    let k = Kubectl::new(&h);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=0",
+        "--port=8080",
+    ])
+    .await;
+    let spec = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]).await;
+    assert_eq!(spec, "0 web nginx:1.27 8080");
+    let meta = k
+        .ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata}"])
+        .await;
+    assert!(
+        !meta.contains("generateName"),
+        "Go zero values are not materialised: {meta}"
+    );
+    k.ok(&["create", "service", "clusterip", "web", "--tcp=80:http"])
+        .await;
+    let ports = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.ports[0].protocol} {.spec.selector.app}"]).await;
+    assert_eq!(ports, "80 http TCP web");
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&["create", "configmap", "cfg", "-n", "team-a", "--from-literal=k=v"])
+        .await;
+    assert_eq!(
+        k.ok(&["get", "cm", "cfg", "-n", "team-a", "-o", "jsonpath={.data.k}"])
+            .await,
+        "v"
+    );
+    k.ok(&[
+        "create",
+        "clusterrole",
+        "reader",
+        "--verb=get,list",
+        "--resource=secrets",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "reader",
+        "--clusterrole=reader",
+        "--group=readers",
+    ])
+    .await;
+    let rules = k
+        .ok(&[
+            "get",
+            "clusterrole",
+            "reader",
+            "-o",
+            "jsonpath={.rules[0].verbs} {.rules[0].resources}",
+        ])
+        .await;
+    assert_eq!(rules, r#"["get","list"] ["secrets"]"#);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_can_i_with_impersonation_under_rbac() {
     let (h, _c) = start_with(Options {
         rbac: true,
