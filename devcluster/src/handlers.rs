@@ -371,7 +371,8 @@ fn patch_object(
             }
             patch::strategic_merge(&mut doc, &p)
         }
-        PatchType::Apply => unreachable_apply()?,
+        // handled (and returned) above
+        PatchType::Apply => return Err(ApiError::internal("apply patches take the apply path")),
     }
     let v = st.update(info, ns, name, doc, mode, &wctx)?;
     Ok((StatusCode::OK, v))
@@ -449,10 +450,6 @@ fn scale(
     }
     let v = st.update(info, ns, name, obj, UpdateMode::Main, &write_ctx(ctx))?;
     respond(ctx, info, StatusCode::OK, &scale_of(&v))
-}
-
-fn unreachable_apply() -> Result<(), ApiError> {
-    Err(ApiError::internal("apply handled above"))
 }
 
 /// The legacy token controller: a new `kubernetes.io/service-account-token` Secret naming an existing
