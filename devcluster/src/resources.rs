@@ -408,6 +408,7 @@ fn builtin_columns(group: &str, plural: &str) -> Vec<Value> {
             col("Reason", "string", ".reason"),
             col("Object", "string", "ref(.involvedObject)"),
             col("Message", "string", ".message"),
+            json!({"name": "Name", "type": "string", "jsonPath": ".metadata.name", "priority": 1, "format": "name"}),
         ],
         ("coordination.k8s.io", "leases") => vec![col("Holder", "string", ".spec.holderIdentity"), age],
         _ => Vec::new(),

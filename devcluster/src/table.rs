@@ -151,9 +151,18 @@ fn column_value(obj: &Value, path: &str) -> Vec<Value> {
     json_path(obj, path)
 }
 
+/// Whether the kind's columns place Name themselves (Events show it only with `-o wide`).
+fn explicit_name(info: &ResourceInfo) -> bool {
+    info.crd.is_none() && info.printer_columns.iter().any(|c| c["name"] == "Name")
+}
+
 fn row(obj: &Value, include: &str, info: &ResourceInfo) -> Value {
     let meta = &obj["metadata"];
-    let mut cells = vec![meta["name"].clone()];
+    let mut cells = if explicit_name(info) {
+        Vec::new()
+    } else {
+        vec![meta["name"].clone()]
+    };
     if info.printer_columns.is_empty() {
         cells.push(json!(age(meta["creationTimestamp"].as_str().unwrap_or_default())));
     } else {
@@ -180,9 +189,10 @@ fn row(obj: &Value, include: &str, info: &ResourceInfo) -> Value {
 
 /// A Table of `objs`.
 pub fn table(objs: &[Value], meta: Value, include: &str, info: &ResourceInfo) -> Value {
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
-    ];
+    let mut columns = Vec::new();
+    if !explicit_name(info) {
+        columns.push(json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}));
+    }
     if info.printer_columns.is_empty() {
         columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
     } else {
