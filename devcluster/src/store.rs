@@ -115,6 +115,8 @@ pub struct State {
     history: VecDeque<Arc<WatchEvent>>,
     history_cap: usize,
     compacted_rv: u64,
+    /// Next ClusterIP to hand out (10.96.0.0/12 like a default cluster).
+    next_cluster_ip: u32,
     builtins: Vec<ResourceInfo>,
     crds: BTreeMap<String, Vec<ResourceInfo>>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
@@ -139,6 +141,7 @@ impl Store {
             history: VecDeque::new(),
             history_cap: history_cap.max(16),
             compacted_rv: 0,
+            next_cluster_ip: 10,
             builtins: resources::builtins(),
             crds: BTreeMap::new(),
             tx,
@@ -423,6 +426,9 @@ impl State {
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.kind, &info.group, &name, &errs));
         }
+        if info.group.is_empty() && info.plural == "services" && !ctx.dry_run {
+            self.allocate_cluster_ip(&mut obj);
+        }
         if !ctx.fields_done {
             apply::track_update(None, &mut obj, &ctx.manager, "", &now, info);
         }
@@ -479,6 +485,28 @@ impl State {
                 "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": "cluster-admin"},
                 "subjects": [{"apiGroup": g, "kind": "Group", "name": "system:masters"}]});
             let _ = self.create(&info, "", b, &ctx);
+        }
+    }
+
+    /// Gives a ClusterIP Service an address (headless `None` and ExternalName Services get none).
+    fn allocate_cluster_ip(&mut self, obj: &mut Value) {
+        let spec = &mut obj["spec"];
+        if spec["type"] == "ExternalName" {
+            return;
+        }
+        if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+            let n = self.next_cluster_ip;
+            self.next_cluster_ip += 1;
+            // 10.96.0.0/12
+            let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n);
+            spec["clusterIP"] = json!(ip.to_string());
+        }
+        spec["clusterIPs"] = json!([spec["clusterIP"]]);
+        if spec["ipFamilies"].is_null() {
+            spec["ipFamilies"] = json!(["IPv4"]);
+        }
+        if spec["ipFamilyPolicy"].is_null() {
+            spec["ipFamilyPolicy"] = json!("SingleStack");
         }
     }
 
@@ -604,6 +632,14 @@ impl State {
         };
         merged["apiVersion"] = json!(info.storage_api_version());
         merged["kind"] = json!(info.kind);
+        if info.group.is_empty() && info.plural == "services" && merged["spec"].is_object() {
+            // allocated values survive updates that leave them out
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if merged["spec"][f].is_null() && !old["spec"][f].is_null() {
+                    merged["spec"][f] = old["spec"][f].clone();
+                }
+            }
+        }
         let mut errs = validation::validate_metadata(&merged);
         errs.extend(validation::prepare(&info.plural, &info.group, &mut merged));
         if let Some(schema) = &info.schema {

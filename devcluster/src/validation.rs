@@ -302,6 +302,16 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
             if obj["spec"]["sessionAffinity"].is_null() {
                 obj["spec"]["sessionAffinity"] = json!("None");
             }
+            if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
+                for p in ports.iter_mut().filter(|p| p.is_object()) {
+                    if p["protocol"].is_null() {
+                        p["protocol"] = json!("TCP");
+                    }
+                    if p["targetPort"].is_null() && !p["port"].is_null() {
+                        p["targetPort"] = p["port"].clone();
+                    }
+                }
+            }
         }
         _ => {}
     }

@@ -534,6 +534,12 @@ async fn typed_create_commands_send_protobuf() {
         .await;
     let ports = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.ports[0].protocol} {.spec.selector.app}"]).await;
     assert_eq!(ports, "80 http TCP web");
+    let ip = k
+        .ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"])
+        .await;
+    assert!(ip.starts_with("10.96."), "a ClusterIP is allocated: {ip}");
+    let table = k.ok(&["get", "svc", "web"]).await;
+    assert!(table.contains(&ip) && table.contains("ClusterIP"), "{table}");
     k.ok(&["create", "namespace", "team-a"]).await;
     k.ok(&["create", "configmap", "cfg", "-n", "team-a", "--from-literal=k=v"])
         .await;
