@@ -49,6 +49,7 @@ fn write_ctx(ctx: &Ctx) -> WriteCtx {
         dry_run: ctx.dry_run(),
         manager: ctx.manager(),
         fields_done: false,
+        strict_fields: ctx.q("fieldValidation") == Some("Strict"),
     }
 }
 

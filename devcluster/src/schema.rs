@@ -6,6 +6,28 @@ use serde_json::{Map, Value, json};
 /// Field errors: `(path, message)`.
 pub type FieldErrors = Vec<(String, String)>;
 
+/// What processing found: validation errors and the paths of pruned (unknown) fields.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Validation errors.
+    pub errors: FieldErrors,
+    /// Unknown fields that were dropped.
+    pub pruned: Vec<String>,
+}
+
+impl std::ops::Deref for Report {
+    type Target = FieldErrors;
+    fn deref(&self) -> &FieldErrors {
+        &self.errors
+    }
+}
+
+impl std::ops::DerefMut for Report {
+    fn deref_mut(&mut self) -> &mut FieldErrors {
+        &mut self.errors
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -39,10 +61,11 @@ fn short(v: &Value) -> String {
 }
 
 /// Prunes, defaults and validates `obj` (a whole custom resource) against `schema`.
-pub fn process(schema: &Value, obj: &mut Value) -> FieldErrors {
-    let mut errs = FieldErrors::new();
+pub fn process(schema: &Value, obj: &mut Value) -> Report {
+    let mut errs = Report::default();
     let Some(root) = obj.as_object_mut() else {
-        return vec![(String::new(), "Invalid value: must be an object".into())];
+        errs.push((String::new(), "Invalid value: must be an object".into()));
+        return errs;
     };
     let props = schema.get("properties").and_then(Value::as_object);
     let preserve = schema
@@ -76,6 +99,7 @@ pub fn process(schema: &Value, obj: &mut Value) -> FieldErrors {
             None if preserve => {}
             None => {
                 root.remove(&k);
+                errs.pruned.push(k.clone());
             }
         }
     }
@@ -89,7 +113,7 @@ pub fn process(schema: &Value, obj: &mut Value) -> FieldErrors {
     errs
 }
 
-fn walk(schema: &Value, v: &mut Value, path: &str, errs: &mut FieldErrors) {
+fn walk(schema: &Value, v: &mut Value, path: &str, errs: &mut Report) {
     if v.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) && schema.get("type").is_some() {
             errs.push((
@@ -216,7 +240,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, errs: &mut FieldErrors) {
     }
 }
 
-fn walk_object(schema: &Value, m: &mut Map<String, Value>, path: &str, errs: &mut FieldErrors) {
+fn walk_object(schema: &Value, m: &mut Map<String, Value>, path: &str, errs: &mut Report) {
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     let preserve = schema
@@ -251,6 +275,7 @@ fn walk_object(schema: &Value, m: &mut Map<String, Value>, path: &str, errs: &mu
             None if props.is_none() && schema.get("type").is_none() => {}
             None => {
                 m.remove(&k);
+                errs.pruned.push(child.clone());
             }
         }
     }
@@ -285,7 +310,16 @@ mod tests {
     fn prunes_and_defaults() {
         let mut o = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"}, "junk": 1,
             "spec": {"size": 2, "extra": true, "labels": {"a": "b"}, "free": {"any": {"thing": 1}}, "items": [{"k": "v", "drop": 1}]}});
-        assert!(process(&schema(), &mut o).is_empty());
+        let r = process(&schema(), &mut o);
+        assert!(r.is_empty());
+        assert_eq!(
+            r.pruned,
+            vec![
+                "junk".to_string(),
+                "spec.extra".to_string(),
+                "spec.items[0].drop".to_string()
+            ]
+        );
         assert!(o.get("junk").is_none());
         assert!(o["spec"].get("extra").is_none());
         assert_eq!(o["spec"]["mode"], "a");
@@ -298,7 +332,7 @@ mod tests {
     #[test]
     fn validates() {
         let mut o = json!({"spec": {"size": "big", "mode": "c", "name": "ABCDEFG", "items": [{}, {}, {}]}});
-        let errs = process(&schema(), &mut o);
+        let errs = process(&schema(), &mut o).errors;
         let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
         assert!(
             fields.contains(&"spec.size")
@@ -311,7 +345,7 @@ mod tests {
         assert_eq!(process(&schema(), &mut o).len(), 1);
         let mut o = json!({"spec": {}});
         assert_eq!(
-            process(&schema(), &mut o),
+            process(&schema(), &mut o).errors,
             vec![("spec.size".to_string(), "Required value".to_string())]
         );
     }

@@ -63,6 +63,8 @@ pub struct WriteCtx {
     pub manager: String,
     /// Skip managedFields tracking (server-side apply already computed them).
     pub fields_done: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
+    pub strict_fields: bool,
 }
 
 /// Which part of an object an update may change.
@@ -414,7 +416,9 @@ impl State {
         errs.extend(validation::validate_metadata(&obj));
         errs.extend(validation::prepare(&info.plural, &info.group, &mut obj));
         if let Some(schema) = &info.schema {
-            errs.extend(crate::schema::process(schema, &mut obj));
+            let report = crate::schema::process(schema, &mut obj);
+            strict_check(ctx, &report)?;
+            errs.extend(report.errors);
         }
         if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
             errs.extend(resources::validate_crd(&obj));
@@ -643,7 +647,9 @@ impl State {
         let mut errs = validation::validate_metadata(&merged);
         errs.extend(validation::prepare(&info.plural, &info.group, &mut merged));
         if let Some(schema) = &info.schema {
-            errs.extend(crate::schema::process(schema, &mut merged));
+            let report = crate::schema::process(schema, &mut merged);
+            strict_check(ctx, &report)?;
+            errs.extend(report.errors);
         }
         errs.extend(validation::validate_update(
             &info.plural,
@@ -1062,6 +1068,21 @@ fn check_kind(obj: &Value, info: &ResourceInfo) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+fn strict_check(ctx: &WriteCtx, report: &crate::schema::Report) -> Result<(), ApiError> {
+    if !ctx.strict_fields || report.pruned.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = report
+        .pruned
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
 }
 
 /// `metadata.finalizers` as strings.

@@ -753,3 +753,59 @@ async fn binary_serves_until_sigterm() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     drop(out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_rejects_unknown_custom_resource_fields() {
+    // kubectl sends fieldValidation=Strict: a typo in a custom resource is an error, as on a real cluster
+    let (h, _c) = start().await;
+    let k = Kubectl::new(&h);
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+"#;
+    assert!(k.apply(&[], crd).await.ok);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=10s",
+    ])
+    .await;
+    let bad =
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n  colour: red\n";
+    for extra in [&[][..], &["--server-side"][..]] {
+        let o = k.apply(extra, bad).await;
+        assert!(!o.ok, "{extra:?}: {}", o.stdout);
+        assert!(
+            o.stderr.contains("unknown field \"spec.colour\""),
+            "{extra:?}: {}",
+            o.stderr
+        );
+    }
+    let o = k.apply(&["--validate=false"], bad).await;
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(
+        k.ok(&["get", "gadget", "g", "-o", "jsonpath={.spec}"]).await,
+        r#"{"size":1}"#,
+        "pruned without Strict"
+    );
+    h.shutdown().await;
+}
