@@ -206,6 +206,17 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
             errs.push((field.to_string(), "Invalid value: must be an object".into()));
         }
     }
+    if group.is_empty() && matches!(resource, "secrets" | "configmaps") {
+        if obj
+            .get("immutable")
+            .is_some_and(|v| !v.is_boolean() && !v.is_null())
+        {
+            errs.push(("immutable".into(), "Invalid value: must be a boolean".into()));
+        }
+        if resource == "secrets" && obj.get("type").is_some_and(|v| !v.is_string() && !v.is_null()) {
+            errs.push(("type".into(), "Invalid value: must be a string".into()));
+        }
+    }
     if !errs.is_empty() {
         return errs;
     }
@@ -266,7 +277,13 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
                         if !valid_data_key(k) {
                             errs.push((format!("{field}[{k}]"), format!("Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'")));
                         }
-                        total += k.len() + v.as_str().map(str::len).unwrap_or_default();
+                        match v.as_str() {
+                            Some(text) => total += k.len() + text.len(),
+                            None if v.is_null() => {}
+                            None => {
+                                errs.push((format!("{field}[{k}]"), "Invalid value: must be a string".into()))
+                            }
+                        }
                     }
                 }
             }

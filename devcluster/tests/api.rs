@@ -1886,6 +1886,18 @@ async fn odd_bodies_are_rejected_without_breaking_the_server() {
         ),
         (
             "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c"}, "data": {"a": 1}}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c"}, "immutable": "yes"}),
+        ),
+        (
+            "POST",
             "/apis/authentication.k8s.io/v1/tokenreviews",
             "application/json",
             json!([1, 2]),
