@@ -165,6 +165,36 @@ impl Authenticator {
         )
     }
 
+    /// Signs a non-expiring token for a `kubernetes.io/service-account-token` Secret (the legacy
+    /// token controller's job); it stops working when the Secret or the ServiceAccount goes away.
+    pub fn issue_secret_token(
+        &self,
+        ns: &str,
+        sa: &str,
+        sa_uid: &str,
+        secret: &str,
+        secret_uid: &str,
+    ) -> String {
+        let header = json!({"alg": "HS256", "kid": "devcluster", "typ": "JWT"});
+        let claims = json!({
+            "iss": "kubernetes/serviceaccount",
+            "sub": format!("system:serviceaccount:{ns}:{sa}"),
+            "kubernetes.io/serviceaccount/namespace": ns,
+            "kubernetes.io/serviceaccount/secret.name": secret,
+            "kubernetes.io/serviceaccount/service-account.name": sa,
+            "kubernetes.io/serviceaccount/service-account.uid": sa_uid,
+            "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa, "uid": sa_uid},
+                "secret": {"name": secret, "uid": secret_uid}},
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = hmac::sign(&self.key, signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
     /// Verifies a ServiceAccount token: signature, expiry, and that the account still exists with the same uid.
     pub fn verify_sa_token(&self, token: &str, st: &State) -> Option<SaClaims> {
         let (signing_input, sig) = token.rsplit_once('.')?;
@@ -172,7 +202,12 @@ impl Authenticator {
         hmac::verify(&self.key, signing_input.as_bytes(), &sig).ok()?;
         let (_, payload) = signing_input.split_once('.')?;
         let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        let exp = claims["exp"].as_i64()?;
+        // Secret-bound legacy tokens carry no expiry
+        let exp = match claims.get("exp") {
+            Some(e) => e.as_i64()?,
+            None if claims["kubernetes.io"].get("secret").is_some() => i64::MAX,
+            None => return None,
+        };
         if exp <= now_unix() {
             return None;
         }
@@ -184,10 +219,20 @@ impl Authenticator {
         if sa["metadata"]["uid"].as_str() != Some(uid) || !sa["metadata"]["deletionTimestamp"].is_null() {
             return None;
         }
-        let audiences = claims["aud"]
+        if let Some(secret) = claims["kubernetes.io"].get("secret") {
+            let s = st.raw_object("", "secrets", ns, secret["name"].as_str()?)?;
+            if s["metadata"]["uid"] != secret["uid"] {
+                return None;
+            }
+        }
+        let mut audiences: Vec<String> = claims["aud"]
             .as_array()
             .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
             .unwrap_or_default();
+        if audiences.is_empty() {
+            // legacy tokens are valid for the API server's own audience
+            audiences.push(ISSUER.to_string());
+        }
         Some(SaClaims {
             user: UserInfo::service_account(ns, name, uid),
             audiences,

@@ -49,12 +49,17 @@ fn write_ctx(ctx: &Ctx) -> WriteCtx {
         dry_run: ctx.dry_run(),
         manager: ctx.manager(),
         fields_done: false,
+        strict_fields: ctx.q("fieldValidation") == Some("Strict"),
     }
 }
 
-fn respond(ctx: &Ctx, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
+fn respond(ctx: &Ctx, info: &ResourceInfo, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
     let accept = ctx.header("accept");
-    if table::wants_table(accept) && v.get("kind").and_then(Value::as_str) != Some("Status") {
+    let not_status = v.get("kind").and_then(Value::as_str) != Some("Status");
+    if not_status && table::shape(accept) == table::Shape::Metadata {
+        return Ok(json_response(code, &table::partial_response(v)));
+    }
+    if table::wants_table(accept) && not_status {
         let include = ctx.q("includeObject").unwrap_or("Metadata");
         let rv = json!({"resourceVersion": v["metadata"]["resourceVersion"]});
         let t = match v.get("items").and_then(Value::as_array) {
@@ -63,9 +68,9 @@ fn respond(ctx: &Ctx, code: StatusCode, v: &Value) -> Result<Response, ApiError>
                 if meta.is_null() {
                     meta = rv;
                 }
-                table::table(items, meta, include, true)
+                table::table(items, meta, include, info)
             }
-            None => table::table(std::slice::from_ref(v), rv, include, true),
+            None => table::table(std::slice::from_ref(v), rv, include, info),
         };
         return Ok(json_response(code, &t));
     }
@@ -73,6 +78,7 @@ fn respond(ctx: &Ctx, code: StatusCode, v: &Value) -> Result<Response, ApiError>
 }
 
 /// Handles one resource request.
+#[tracing::instrument(skip_all, fields(verb = %verb, resource = %info.plural, namespace = rp.namespace.as_deref().unwrap_or(""), name = rp.name.as_deref().unwrap_or("")))]
 pub async fn resource(
     app: Arc<App>,
     ctx: Ctx,
@@ -103,16 +109,22 @@ pub async fn resource(
         ("watch", _) => watch::start(app, &ctx, info, rp.namespace.clone(), rp.name.clone()),
         ("list", _) => {
             let v = list(&app, &ctx, &info, rp.namespace.as_deref())?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("get", Some(name)) => {
             let v = app.store.lock().get(&info, &ns, name)?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("create", None) => {
             let obj = parse_body(&body, &ct)?;
-            let v = app.store.lock().create(&info, &ns, obj, &write_ctx(&ctx))?;
-            respond(&ctx, StatusCode::CREATED, &v)
+            let wctx = write_ctx(&ctx);
+            let mut st = app.store.lock();
+            let mut v = st.create(&info, &ns, obj, &wctx)?;
+            if info.group.is_empty() && info.plural == "secrets" && !wctx.dry_run {
+                v = populate_sa_token_secret(&app, &mut st, &info, v);
+            }
+            drop(st);
+            respond(&ctx, &info, StatusCode::CREATED, &v)
         }
         ("create", Some(name)) if sub == "token" => token_request(&app, &ns, name, &body, &ct),
         ("update", Some(name)) => {
@@ -126,21 +138,22 @@ pub async fn resource(
                 .store
                 .lock()
                 .update(&info, &ns, name, obj, mode, &write_ctx(&ctx))?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("patch", Some(name)) => {
             let (code, v) = patch_object(&app, &ctx, &info, &ns, name, sub, &body, &ct)?;
-            respond(&ctx, code, &v)
+            respond(&ctx, &info, code, &v)
         }
         ("delete", Some(name)) => {
             let opts = delete_opts(&ctx, &body)?;
             let v = app.store.lock().delete(&info, &ns, name, &opts)?;
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         ("deletecollection", None) => {
             let opts = delete_opts(&ctx, &body)?;
             let labels = LabelSelector::parse(ctx.q("labelSelector").unwrap_or_default())?;
-            let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?;
+            let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?
+                .renamed(info.storage_field_paths());
             let mut st = app.store.lock();
             let keys: Vec<(String, String)> = st
                 .list(&info, rp.namespace.as_deref(), None)
@@ -156,7 +169,7 @@ pub async fn resource(
             let v = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(),
                 "metadata": {"resourceVersion": st.current_rv().to_string()}, "items": items});
             drop(st);
-            respond(&ctx, StatusCode::OK, &v)
+            respond(&ctx, &info, StatusCode::OK, &v)
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -207,7 +220,8 @@ struct Continue {
 
 fn list(app: &App, ctx: &Ctx, info: &ResourceInfo, ns: Option<&str>) -> Result<Value, ApiError> {
     let labels = LabelSelector::parse(ctx.q("labelSelector").unwrap_or_default())?;
-    let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?;
+    let fields = FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default(), &info.plural)?
+        .renamed(info.storage_field_paths());
     let limit = match ctx.q("limit") {
         Some(l) => l
             .parse::<usize>()
@@ -358,7 +372,8 @@ fn patch_object(
             }
             patch::strategic_merge(&mut doc, &p)
         }
-        PatchType::Apply => unreachable_apply()?,
+        // handled (and returned) above
+        PatchType::Apply => return Err(ApiError::internal("apply patches take the apply path")),
     }
     let v = st.update(info, ns, name, doc, mode, &wctx)?;
     Ok((StatusCode::OK, v))
@@ -400,7 +415,7 @@ fn scale(
     let cur = st.get(info, ns, name)?;
     let mut sc = scale_of(&cur);
     match verb {
-        "get" => return respond(ctx, StatusCode::OK, &sc),
+        "get" => return respond(ctx, info, StatusCode::OK, &sc),
         "update" => sc = parse_body(body, ct)?,
         "patch" => {
             let p = parse_body(body, "application/json")?;
@@ -427,16 +442,62 @@ fn scale(
             )
         })?;
     let mut obj = cur;
+    if !obj["spec"].is_object() {
+        obj["spec"] = json!({});
+    }
     obj["spec"]["replicas"] = json!(replicas);
     if let Some(rv) = sc["metadata"]["resourceVersion"].as_str() {
         obj["metadata"]["resourceVersion"] = json!(rv);
     }
     let v = st.update(info, ns, name, obj, UpdateMode::Main, &write_ctx(ctx))?;
-    respond(ctx, StatusCode::OK, &scale_of(&v))
+    respond(ctx, info, StatusCode::OK, &scale_of(&v))
 }
 
-fn unreachable_apply() -> Result<(), ApiError> {
-    Err(ApiError::internal("apply handled above"))
+/// The legacy token controller: a new `kubernetes.io/service-account-token` Secret naming an existing
+/// ServiceAccount gets `token`, `namespace` and `ca.crt`.
+fn populate_sa_token_secret(
+    app: &App,
+    st: &mut crate::store::State,
+    info: &ResourceInfo,
+    secret: Value,
+) -> Value {
+    if secret["type"] != "kubernetes.io/service-account-token" {
+        return secret;
+    }
+    let ns = meta_str(&secret, "namespace").to_string();
+    let name = meta_str(&secret, "name").to_string();
+    let Some(sa_name) = secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+        .as_str()
+        .map(String::from)
+    else {
+        return secret;
+    };
+    let Some(sa_uid) = st
+        .raw_object("", "serviceaccounts", &ns, &sa_name)
+        .map(|sa| meta_str(sa, "uid").to_string())
+    else {
+        return secret;
+    };
+    let token = app
+        .auth
+        .issue_secret_token(&ns, &sa_name, &sa_uid, &name, meta_str(&secret, "uid"));
+    let b64 = |s: &str| json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes()));
+    let mut updated = secret.clone();
+    updated["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(sa_uid);
+    if !updated["data"].is_object() {
+        updated["data"] = json!({});
+    }
+    updated["data"]["token"] = b64(&token);
+    updated["data"]["namespace"] = b64(&ns);
+    if let Some(ca) = &app.ca_pem {
+        updated["data"]["ca.crt"] = b64(ca);
+    }
+    let ctx = WriteCtx {
+        manager: "kube-controller-manager".into(),
+        ..WriteCtx::default()
+    };
+    st.update(info, &ns, &name, updated, UpdateMode::Main, &ctx)
+        .unwrap_or(secret)
 }
 
 fn token_request(app: &App, ns: &str, name: &str, body: &[u8], ct: &str) -> Result<Response, ApiError> {
@@ -485,6 +546,9 @@ fn token_request(app: &App, ns: &str, name: &str, body: &[u8], ct: &str) -> Resu
 }
 
 fn review(app: &App, ctx: &Ctx, info: &ResourceInfo, ns: &str, mut obj: Value) -> Result<Response, ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     let spec = obj["spec"].clone();
     match info.plural.as_str() {
         "tokenreviews" => {

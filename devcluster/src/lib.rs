@@ -19,6 +19,7 @@ pub mod protobuf;
 pub mod proxy;
 pub mod rbac;
 pub mod resources;
+pub mod schema;
 pub mod selectors;
 mod serve;
 pub mod server;
@@ -118,7 +119,7 @@ pub struct Handle {
     remove_kubeconfig: bool,
     app: Arc<server::App>,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 /// Renders a kubeconfig for `server` with a bearer token and, for HTTPS, the CA that signed the server.
@@ -172,7 +173,9 @@ impl DevCluster {
         })?;
         let token = opts.token.clone().unwrap_or_else(|| util::random_token(24));
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let tls = if opts.tls { Some(tls::generate()?) } else { None };
         let app = Arc::new(server::App {
+            ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
             store: store::Store::new(opts.history),
             auth: auth::Authenticator::new(token.clone()),
             rbac: opts.rbac.into(),
@@ -193,7 +196,6 @@ impl DevCluster {
                 true,
             ),
         };
-        let tls = if opts.tls { Some(tls::generate()?) } else { None };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let yaml = kubeconfig_yaml(
             &format!("{scheme}://{addr}"),
@@ -219,7 +221,7 @@ impl DevCluster {
             remove_kubeconfig,
             app,
             shutdown_tx,
-            task,
+            task: Some(task),
         })
     }
 }
@@ -307,15 +309,24 @@ impl Handle {
     }
 
     /// Stops the server, ends open watches, and removes a temporary kubeconfig.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
         {
             task.abort();
         }
+        // Drop removes the temporary kubeconfig
+    }
+}
+
+impl Drop for Handle {
+    /// A handle dropped without [`Handle::shutdown`] (a panicking test) still stops the server and
+    /// removes its temporary kubeconfig.
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
         if self.remove_kubeconfig {
             let _ = std::fs::remove_file(&self.kubeconfig);
         }

@@ -28,6 +28,9 @@ struct Args {
     /// Events kept for watch resumes.
     #[arg(long, default_value_t = 10_000)]
     history: usize,
+    /// Serve plain HTTP instead of HTTPS (kubectl will then not send the bearer token).
+    #[arg(long)]
+    plain_http: bool,
 }
 
 #[tokio::main]
@@ -53,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig: Some(args.kubeconfig),
         rbac: args.rbac,
         history: args.history,
+        tls: !args.plain_http,
         ..Options::default()
     })
     .await

@@ -36,17 +36,31 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// Applies an RFC 6902 JSON patch.
+/// Applies an RFC 6902 JSON patch. Like the API server, a `test` of `null` against a missing path
+/// succeeds (kube-rs' finalizer helper relies on it). The patch applies to a copy, so a failing
+/// operation leaves the stored object untouched.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
-    let p: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &p).map_err(|e| {
-        ApiError::new(
-            422,
-            "Invalid",
-            format!("the server rejected our request due to an error in our request: {e}"),
-        )
-    })
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("invalid JSON patch: expected an array of operations"))?;
+    for op in ops {
+        let missing_null_test = op["op"] == "test"
+            && op["value"].is_null()
+            && op["path"].as_str().is_some_and(|p| target.pointer(p).is_none());
+        if missing_null_test {
+            continue;
+        }
+        let one: json_patch::PatchOperation = serde_json::from_value(op.clone())
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+        json_patch::patch(target, &json_patch::Patch(vec![one])).map_err(|e| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 const MERGE_KEYS: &[&str] = &[
@@ -74,6 +88,19 @@ fn merge_key(items: &[Value]) -> Option<&'static str> {
 /// (`name`, `containerPort`, `mountPath`, ...); `$patch: delete|replace` and the
 /// `$setElementOrder`/`$retainKeys`/`$deleteFromPrimitiveList` directives are honoured or ignored.
 pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    strategic_at(target, patch, true);
+}
+
+/// Primitive lists with the `merge` patch strategy (union instead of replace): `metadata.finalizers`.
+fn merge_primitive_list(cur: &mut Vec<Value>, items: &[Value]) {
+    for i in items {
+        if !cur.contains(i) {
+            cur.push(i.clone());
+        }
+    }
+}
+
+fn strategic_at(target: &mut Value, patch: &Value, top: bool) {
     match patch {
         Value::Object(p) => {
             if p.get("$patch").and_then(Value::as_str) == Some("replace") {
@@ -87,11 +114,13 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
             }
             let Some(t) = target.as_object_mut() else { return };
             for (k, pv) in p {
-                if k.starts_with('$') {
+                if let Some(list_key) = k.strip_prefix("$deleteFromPrimitiveList/") {
+                    if let (Some(Value::Array(cur)), Some(del)) = (t.get_mut(list_key), pv.as_array()) {
+                        cur.retain(|x| !del.contains(x));
+                    }
                     continue;
                 }
-                if let Some(list_key) = k.strip_prefix("$deleteFromPrimitiveList/") {
-                    let _ = list_key;
+                if k.starts_with('$') {
                     continue;
                 }
                 match pv {
@@ -100,8 +129,14 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                     }
                     Value::Object(_) => {
                         let entry = t.entry(k.clone()).or_insert(Value::Null);
-                        strategic_merge(entry, pv);
+                        strategic_at(entry, pv, top && k == "metadata");
                     }
+                    Value::Array(items) if top && k == "finalizers" => match t.get_mut(k) {
+                        Some(Value::Array(cur)) => merge_primitive_list(cur, items),
+                        _ => {
+                            t.insert(k.clone(), pv.clone());
+                        }
+                    },
                     Value::Array(items) => {
                         let existing = t.get_mut(k);
                         match (existing, merge_key(items)) {
@@ -114,11 +149,11 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                                         (Some(i), true) => {
                                             cur.remove(i);
                                         }
-                                        (Some(i), false) => strategic_merge(&mut cur[i], item),
+                                        (Some(i), false) => strategic_at(&mut cur[i], item, false),
                                         (None, true) => {}
                                         (None, false) => {
                                             let mut clean = Value::Null;
-                                            strategic_merge(&mut clean, item);
+                                            strategic_at(&mut clean, item, false);
                                             cur.push(clean);
                                         }
                                     }
@@ -129,7 +164,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                                 for item in items {
                                     if item.is_object() {
                                         let mut c = Value::Null;
-                                        strategic_merge(&mut c, item);
+                                        strategic_at(&mut c, item, false);
                                         clean.push(c);
                                     } else {
                                         clean.push(item.clone());
@@ -181,6 +216,20 @@ mod tests {
     }
 
     #[test]
+    fn strategic_finalizers_merge_and_delete_from_primitive_list() {
+        let mut t = json!({"metadata": {"finalizers": ["a", "b"]}});
+        strategic_merge(&mut t, &json!({"metadata": {"finalizers": ["c"]}}));
+        assert_eq!(t["metadata"]["finalizers"], json!(["a", "b", "c"]));
+        strategic_merge(
+            &mut t,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
+        assert_eq!(t["metadata"]["finalizers"], json!(["b", "c"]));
+        strategic_merge(&mut t, &json!({"metadata": {"finalizers": null}}));
+        assert!(t["metadata"].get("finalizers").is_none());
+    }
+
+    #[test]
     fn json_patch_errors_are_422() {
         let mut t = json!({"a": 1});
         assert!(json_patch(&mut t, &json!([{"op": "replace", "path": "/a", "value": 2}])).is_ok());
@@ -192,5 +241,18 @@ mod tests {
             422
         );
         assert_eq!(json_patch(&mut t, &json!({"op": 1})).unwrap_err().code, 400);
+        // test-null on a missing path passes; test-null on a present value fails
+        json_patch(
+            &mut t,
+            &json!([{"op": "test", "path": "/f", "value": null}, {"op": "add", "path": "/f", "value": [1]}]),
+        )
+        .unwrap();
+        assert_eq!(t["f"], json!([1]));
+        assert_eq!(
+            json_patch(&mut t, &json!([{"op": "test", "path": "/f", "value": null}]))
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 }

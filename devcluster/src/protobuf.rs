@@ -21,6 +21,8 @@ enum K {
     MapSB,
     RepStr,
     RepMsg(&'static [F]),
+    /// `intstr.IntOrString`: {type, intVal, strVal} decoded to a JSON number or string.
+    IntOrStr,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,8 +146,72 @@ const DELETE_OPTIONS: &[F] = &[
     F(4, "propagationPolicy", K::Str),
     F(5, "dryRun", K::RepStr),
 ];
+const CONTAINER_PORT: &[F] = &[
+    F(1, "name", K::Str),
+    F(2, "hostPort", K::Int),
+    F(3, "containerPort", K::Int),
+    F(4, "protocol", K::Str),
+    F(5, "hostIP", K::Str),
+];
+const ENV_VAR: &[F] = &[F(1, "name", K::Str), F(2, "value", K::Str)];
+const CONTAINER: &[F] = &[
+    F(1, "name", K::Str),
+    F(2, "image", K::Str),
+    F(3, "command", K::RepStr),
+    F(4, "args", K::RepStr),
+    F(5, "workingDir", K::Str),
+    F(6, "ports", K::RepMsg(CONTAINER_PORT)),
+    F(7, "env", K::RepMsg(ENV_VAR)),
+    F(14, "imagePullPolicy", K::Str),
+];
+const POD_SPEC: &[F] = &[
+    F(2, "containers", K::RepMsg(CONTAINER)),
+    F(3, "restartPolicy", K::Str),
+    F(6, "dnsPolicy", K::Str),
+    F(7, "nodeSelector", K::MapSS),
+    F(8, "serviceAccountName", K::Str),
+];
+const POD: &[F] = &[F(1, "metadata", K::Msg(META)), F(2, "spec", K::Msg(POD_SPEC))];
+const POD_TEMPLATE: &[F] = &[F(1, "metadata", K::Msg(META)), F(2, "spec", K::Msg(POD_SPEC))];
+const DEPLOYMENT_SPEC: &[F] = &[
+    F(1, "replicas", K::Int),
+    F(2, "selector", K::Msg(LABEL_SELECTOR)),
+    F(3, "template", K::Msg(POD_TEMPLATE)),
+];
+const DEPLOYMENT: &[F] = &[
+    F(1, "metadata", K::Msg(META)),
+    F(2, "spec", K::Msg(DEPLOYMENT_SPEC)),
+];
+const SERVICE_PORT: &[F] = &[
+    F(1, "name", K::Str),
+    F(2, "protocol", K::Str),
+    F(3, "port", K::Int),
+    F(4, "targetPort", K::IntOrStr),
+    F(5, "nodePort", K::Int),
+];
+const SERVICE_SPEC: &[F] = &[
+    F(1, "ports", K::RepMsg(SERVICE_PORT)),
+    F(2, "selector", K::MapSS),
+    F(3, "clusterIP", K::Str),
+    F(4, "type", K::Str),
+];
+const SERVICE: &[F] = &[F(1, "metadata", K::Msg(META)), F(2, "spec", K::Msg(SERVICE_SPEC))];
+const INT_OR_STRING: &[F] = &[
+    F(1, "type", K::Int),
+    F(2, "intVal", K::Int),
+    F(3, "strVal", K::Str),
+];
 const TYPE_META: &[F] = &[F(1, "apiVersion", K::Str), F(2, "kind", K::Str)];
 const UNKNOWN: &[F] = &[F(1, "typeMeta", K::Msg(TYPE_META)), F(2, "raw", K::Bytes)];
+
+/// Integer fields that are pointers in Go, where an explicit 0 means something.
+const POINTER_INTS: &[&str] = &[
+    "replicas",
+    "expirationSeconds",
+    "gracePeriodSeconds",
+    "type",
+    "intVal",
+];
 
 fn schema_for(kind: &str) -> Option<&'static [F]> {
     Some(match kind {
@@ -162,6 +228,9 @@ fn schema_for(kind: &str) -> Option<&'static [F]> {
         "RoleBinding" | "ClusterRoleBinding" => BINDING,
         "DeleteOptions" => DELETE_OPTIONS,
         "LabelSelector" => LABEL_SELECTOR,
+        "Pod" => POD,
+        "Deployment" => DEPLOYMENT,
+        "Service" => SERVICE,
         _ => return None,
     })
 }
@@ -261,13 +330,21 @@ fn decode(buf: &[u8], schema: &[F], depth: usize) -> Result<Map<String, Value>, 
         let name = (*name).to_string();
         match (kind, wire) {
             (K::Str, 2) => {
-                out.insert(name, json!(utf8(r.bytes()?)?));
+                // Go's zero values are encoded too; JSON (omitempty) would not carry them
+                let v = utf8(r.bytes()?)?;
+                if !v.is_empty() {
+                    out.insert(name, json!(v));
+                }
             }
             (K::Bytes, 2) => {
                 out.insert(name, json!(STANDARD.encode(r.bytes()?)));
             }
             (K::Int, 0) => {
-                out.insert(name, json!(r.varint()? as i64));
+                let v = r.varint()? as i64;
+                // pointer fields keep an explicit 0; plain ints are omitempty
+                if v != 0 || POINTER_INTS.contains(&name.as_str()) {
+                    out.insert(name, json!(v));
+                }
             }
             (K::Bool, 0) => {
                 out.insert(name, json!(r.varint()? != 0));
@@ -290,6 +367,15 @@ fn decode(buf: &[u8], schema: &[F], depth: usize) -> Result<Map<String, Value>, 
                 if let Value::Array(a) = out.entry(name).or_insert_with(|| json!([])) {
                     a.push(Value::Object(m));
                 }
+            }
+            (K::IntOrStr, 2) => {
+                let m = decode(r.bytes()?, INT_OR_STRING, depth + 1)?;
+                let v = if m.get("type").and_then(Value::as_i64) == Some(1) {
+                    m.get("strVal").cloned().unwrap_or_else(|| json!(""))
+                } else {
+                    m.get("intVal").cloned().unwrap_or_else(|| json!(0))
+                };
+                out.insert(name, v);
             }
             (_, w) => r.skip(w)?,
         }

@@ -61,12 +61,55 @@ pub struct ResourceInfo {
     pub crd: Option<String>,
     /// Associative list keys declared by a CRD schema (`path` -> keys).
     pub list_keys: BTreeMap<String, Vec<String>>,
+    /// The CRD version's `openAPIV3Schema` (pruning, defaulting, validation).
+    pub schema: Option<std::sync::Arc<Value>>,
+    /// The CRD version's `additionalPrinterColumns`.
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceInfo {
     /// The storage key.
     pub fn gr(&self) -> GroupResource {
+        if self.is_new_event() {
+            // events.k8s.io/v1 Events share storage with core/v1 Events, as in a real cluster
+            return GroupResource::new("", "events");
+        }
         GroupResource::new(&self.group, &self.plural)
+    }
+
+    fn is_new_event(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
+    /// `apiVersion` of the stored form.
+    pub fn storage_api_version(&self) -> String {
+        if self.is_new_event() {
+            "v1".into()
+        } else {
+            self.api_version()
+        }
+    }
+
+    /// Converts a request body of this version into the stored form.
+    pub fn to_storage(&self, obj: &mut Value) {
+        if self.is_new_event() {
+            rename_fields(obj, EVENT_FIELDS.iter().map(|(new, old)| (*new, *old)));
+            obj["apiVersion"] = json!("v1");
+        }
+    }
+
+    /// Converts a stored object into this version's form (apiVersion/kind included).
+    pub fn from_storage(&self, obj: &mut Value) {
+        if self.is_new_event() {
+            rename_fields(obj, EVENT_FIELDS.iter().map(|(new, old)| (*old, *new)));
+        }
+        obj["apiVersion"] = json!(self.api_version());
+        obj["kind"] = json!(self.kind);
+    }
+
+    /// Field-selector paths of this version mapped to the stored form.
+    pub fn storage_field_paths(&self) -> &'static [(&'static str, &'static str)] {
+        if self.is_new_event() { EVENT_FIELDS } else { &[] }
     }
 
     /// `apiVersion` string.
@@ -103,6 +146,27 @@ impl ResourceInfo {
     }
 }
 
+/// events.k8s.io/v1 field -> core/v1 field.
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn rename_fields<'a>(obj: &mut Value, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    let Some(m) = obj.as_object_mut() else { return };
+    let moved: Vec<(String, Value)> = pairs
+        .filter_map(|(from, to)| m.remove(from).map(|v| (to.to_string(), v)))
+        .collect();
+    for (k, v) in moved {
+        m.insert(k, v);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
@@ -128,6 +192,8 @@ fn builtin(
         categories: Vec::new(),
         crd: None,
         list_keys: BTreeMap::new(),
+        schema: None,
+        printer_columns: Vec::new(),
     }
 }
 
@@ -304,6 +370,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
         ),
     ];
     for r in &mut v {
+        r.printer_columns = builtin_columns(&r.group, &r.plural);
         if matches!(
             r.plural.as_str(),
             "pods" | "services" | "deployments" | "statefulsets" | "daemonsets" | "replicasets"
@@ -312,6 +379,40 @@ pub fn builtins() -> Vec<ResourceInfo> {
         }
     }
     v
+}
+
+fn col(name: &str, ty: &str, path: &str) -> Value {
+    json!({"name": name, "type": ty, "jsonPath": path})
+}
+
+/// kubectl's usual columns for the common built-in kinds (Name is always first).
+fn builtin_columns(group: &str, plural: &str) -> Vec<Value> {
+    let age = col("Age", "date", ".metadata.creationTimestamp");
+    match (group, plural) {
+        ("", "secrets") => vec![
+            col("Type", "string", ".type"),
+            col("Data", "integer", "len(.data)"),
+            age,
+        ],
+        ("", "configmaps") => vec![col("Data", "integer", "len(.data)"), age],
+        ("", "namespaces") => vec![col("Status", "string", ".status.phase"), age],
+        ("", "serviceaccounts") => vec![col("Secrets", "integer", "len(.secrets)"), age],
+        ("", "services") => vec![
+            col("Type", "string", ".spec.type"),
+            col("Cluster-IP", "string", ".spec.clusterIP"),
+            age,
+        ],
+        ("", "events") => vec![
+            col("Last Seen", "date", ".lastTimestamp"),
+            col("Type", "string", ".type"),
+            col("Reason", "string", ".reason"),
+            col("Object", "string", "ref(.involvedObject)"),
+            col("Message", "string", ".message"),
+            json!({"name": "Name", "type": "string", "jsonPath": ".metadata.name", "priority": 1, "format": "name"}),
+        ],
+        ("coordination.k8s.io", "leases") => vec![col("Holder", "string", ".spec.holderIdentity"), age],
+        _ => Vec::new(),
+    }
 }
 
 /// Collects `x-kubernetes-list-map-keys` declarations from an openAPIV3 schema.
@@ -372,6 +473,13 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
             categories: strs(&names["categories"]),
             crd: crd["metadata"]["name"].as_str().map(String::from),
             list_keys,
+            schema: ver["schema"]["openAPIV3Schema"]
+                .as_object()
+                .map(|_| std::sync::Arc::new(ver["schema"]["openAPIV3Schema"].clone())),
+            printer_columns: ver["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out

@@ -159,6 +159,9 @@ fn extra_fields(resource: &str) -> &'static [&'static str] {
             "regarding.name",
             "regarding.kind",
             "regarding.namespace",
+            "regarding.uid",
+            "reportingController",
+            "note",
         ],
         "namespaces" => &["status.phase"],
         "pods" => &["spec.nodeName", "status.phase"],
@@ -197,6 +200,21 @@ impl FieldSelector {
             let actual = get_path(obj, k).map(scalar_string).unwrap_or_default();
             (actual == *v) != *neg
         })
+    }
+
+    /// Renames field paths (`from` prefix to `to` prefix), for versions stored in another shape.
+    #[must_use]
+    pub fn renamed(mut self, pairs: &[(&str, &str)]) -> Self {
+        for (k, _, _) in &mut self.0 {
+            for (from, to) in pairs {
+                if k == from {
+                    *k = (*to).to_string();
+                } else if let Some(rest) = k.strip_prefix(&format!("{from}.")) {
+                    *k = format!("{to}.{rest}");
+                }
+            }
+        }
+        self
     }
 
     /// The exact `metadata.name` this selector pins, if any.

@@ -44,6 +44,8 @@ pub struct App {
     pub addr: SocketAddr,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// PEM of the serving CA (written into ServiceAccount token Secrets as `ca.crt`).
+    pub ca_pem: Option<String>,
 }
 
 /// Per-request context.
@@ -119,11 +121,17 @@ async fn entry(State(app): State<Arc<App>>, req: Request) -> Response {
     async move {
         let started = std::time::Instant::now();
         let method = req.method().clone();
-        let resp = match dispatch(app, req).await {
-            Ok(r) => r,
-            Err(e) => {
+        // a bug must cost one request a 500, not the connection
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(dispatch(app, req))).await;
+        let resp = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 debug!(code = e.code, reason = %e.reason, "request failed");
                 error_response(&e)
+            }
+            Err(_) => {
+                tracing::error!("request handler panicked");
+                error_response(&ApiError::internal("internal error while handling the request"))
             }
         };
         debug!(%method, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "done");
@@ -443,7 +451,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
                 resource: rp.plural.clone(),
                 subresource: rp.sub.clone().unwrap_or_default(),
                 namespace: rp.namespace.clone().unwrap_or_default(),
-                name: rp.name.clone().unwrap_or_default(),
+                name: rp.name.clone().or_else(|| pinned_name(&ctx)).unwrap_or_default(),
                 path: path.clone(),
             };
             authz(&app, &ctx.user, &attrs)?;
@@ -465,6 +473,16 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         Route::Version | Route::Health => Err(ApiError::path_not_found()),
         Route::NotFound => Err(ApiError::path_not_found()),
     }
+}
+
+/// For list/watch, a `metadata.name=X` field selector authorizes like a request for X
+/// (so `resourceNames` rules allow single-object informers, as in a real cluster).
+fn pinned_name(ctx: &Ctx) -> Option<String> {
+    ctx.q("fieldSelector")?
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("metadata.name="))
+        .map(|n| n.trim_start_matches('=').to_string())
+        .next()
 }
 
 fn injected(code: u16, plural: &str, group: &str, name: &str) -> ApiError {

@@ -1,7 +1,7 @@
 //! The in-memory object store: one global resourceVersion, an event history window for watches,
 //! and the lifecycle rules (finalizers, garbage collection, namespace cascade).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
@@ -50,6 +50,8 @@ pub struct WatchEvent {
     pub object: Value,
     /// The previous state for MODIFIED events (watch selectors turn transitions into ADDED/DELETED).
     pub prev: Option<Value>,
+    /// The serialized watch line, shared by every watcher that sends the event unchanged.
+    pub line: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// Options shared by writes.
@@ -61,6 +63,8 @@ pub struct WriteCtx {
     pub manager: String,
     /// Skip managedFields tracking (server-side apply already computed them).
     pub fields_done: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
+    pub strict_fields: bool,
 }
 
 /// Which part of an object an update may change.
@@ -98,6 +102,7 @@ pub struct DeleteOpts {
 }
 
 type ObjKey = (String, String);
+type ObjRef = (GroupResource, String, String);
 
 /// Mutable server state, guarded by [`Store`]'s lock.
 #[derive(Debug)]
@@ -105,9 +110,15 @@ pub struct State {
     rv: u64,
     objects: HashMap<GroupResource, BTreeMap<ObjKey, Value>>,
     uids: HashMap<String, (GroupResource, String, String)>,
+    /// owner uid -> dependents (objects whose ownerReferences name it)
+    dependents: HashMap<String, BTreeSet<ObjRef>>,
+    /// owners waiting for their dependents (foreground deletion)
+    foreground: BTreeSet<ObjRef>,
     history: VecDeque<Arc<WatchEvent>>,
     history_cap: usize,
     compacted_rv: u64,
+    /// Next ClusterIP to hand out (10.96.0.0/12 like a default cluster).
+    next_cluster_ip: u32,
     builtins: Vec<ResourceInfo>,
     crds: BTreeMap<String, Vec<ResourceInfo>>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
@@ -127,9 +138,12 @@ impl Store {
             rv: 0,
             objects: HashMap::new(),
             uids: HashMap::new(),
+            dependents: HashMap::new(),
+            foreground: BTreeSet::new(),
             history: VecDeque::new(),
             history_cap: history_cap.max(16),
             compacted_rv: 0,
+            next_cluster_ip: 10,
             builtins: resources::builtins(),
             crds: BTreeMap::new(),
             tx,
@@ -145,6 +159,7 @@ impl Store {
                 let _ = st.create(&info, "", obj, &ctx);
             }
         }
+        st.bootstrap_rbac();
         Self {
             state: Mutex::new(st),
         }
@@ -278,6 +293,7 @@ impl State {
             etype,
             object,
             prev,
+            line: std::sync::OnceLock::new(),
         });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_cap {
@@ -299,7 +315,14 @@ impl State {
             .entry(gr.clone())
             .or_default()
             .insert((ns.to_string(), name.to_string()), obj.clone());
-        self.emit(gr, ns, etype, obj.clone(), prev);
+        let key: ObjRef = (gr.clone(), ns.to_string(), name.to_string());
+        if let Some(p) = &prev {
+            self.unindex_owners(p, &key);
+        }
+        for owner in owner_uids(&obj) {
+            self.dependents.entry(owner).or_default().insert(key.clone());
+        }
+        self.emit(gr, ns, etype, obj.clone(), prev.as_ref().map(selector_view));
         obj
     }
 
@@ -338,6 +361,7 @@ impl State {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         check_kind(&obj, info)?;
+        info.to_storage(&mut obj);
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -380,7 +404,7 @@ impl State {
                 m.remove("selfLink");
             }
         }
-        obj["apiVersion"] = json!(info.api_version());
+        obj["apiVersion"] = json!(info.storage_api_version());
         obj["kind"] = json!(info.kind);
         if info.status
             && info.plural != "namespaces"
@@ -389,7 +413,13 @@ impl State {
         {
             m.remove("status");
         }
+        errs.extend(validation::validate_metadata(&obj));
         errs.extend(validation::prepare(&info.plural, &info.group, &mut obj));
+        if let Some(schema) = &info.schema {
+            let report = crate::schema::process(schema, &mut obj);
+            strict_check(ctx, &report)?;
+            errs.extend(report.errors);
+        }
         if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
             errs.extend(resources::validate_crd(&obj));
             if errs.is_empty() {
@@ -399,6 +429,9 @@ impl State {
         }
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.kind, &info.group, &name, &errs));
+        }
+        if info.group.is_empty() && info.plural == "services" && !ctx.dry_run {
+            self.allocate_cluster_ip(&mut obj);
         }
         if !ctx.fields_done {
             apply::track_update(None, &mut obj, &ctx.manager, "", &now, info);
@@ -410,7 +443,75 @@ impl State {
         if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
             self.register_crd(&stored);
         }
+        let owners = owner_uids(&stored);
+        if !owners.is_empty() && owners.iter().all(|u| !self.uids.contains_key(u)) {
+            // every owner is already gone: the garbage collector removes the new dependent
+            let _ = self.delete(info, ns, &name, &DeleteOpts::default());
+            return Ok(present(&stored, info));
+        }
+        if info.plural == "namespaces" && info.group.is_empty() {
+            // the service account controller's job: every namespace gets a `default` ServiceAccount
+            if let Some(sa) = self.resolve("", "v1", "serviceaccounts").cloned() {
+                let obj =
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+                let sa_ctx = WriteCtx {
+                    manager: "devcluster".into(),
+                    ..Default::default()
+                };
+                let _ = self.create(&sa, &name, obj, &sa_ctx);
+            }
+        }
         Ok(present(&stored, info))
+    }
+
+    /// The default ClusterRoles/ClusterRoleBindings every cluster has that sealant relies on.
+    fn bootstrap_rbac(&mut self) {
+        let g = "rbac.authorization.k8s.io";
+        let ctx = WriteCtx {
+            manager: "devcluster".into(),
+            ..Default::default()
+        };
+        let roles = [
+            json!({"metadata": {"name": "cluster-admin"}, "rules": [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]}]}),
+            json!({"metadata": {"name": "system:auth-delegator"}, "rules": [
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]}),
+        ];
+        if let Some(info) = self.resolve(g, "v1", "clusterroles").cloned() {
+            for r in roles {
+                let _ = self.create(&info, "", r, &ctx);
+            }
+        }
+        if let Some(info) = self.resolve(g, "v1", "clusterrolebindings").cloned() {
+            let b = json!({"metadata": {"name": "cluster-admin"},
+                "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": g, "kind": "Group", "name": "system:masters"}]});
+            let _ = self.create(&info, "", b, &ctx);
+        }
+    }
+
+    /// Gives a ClusterIP Service an address (headless `None` and ExternalName Services get none).
+    fn allocate_cluster_ip(&mut self, obj: &mut Value) {
+        let spec = &mut obj["spec"];
+        if spec["type"] == "ExternalName" {
+            return;
+        }
+        if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+            let n = self.next_cluster_ip;
+            self.next_cluster_ip += 1;
+            // 10.96.0.0/12
+            let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n);
+            spec["clusterIP"] = json!(ip.to_string());
+        }
+        spec["clusterIPs"] = json!([spec["clusterIP"]]);
+        if spec["ipFamilies"].is_null() {
+            spec["ipFamilies"] = json!(["IPv4"]);
+        }
+        if spec["ipFamilyPolicy"].is_null() {
+            spec["ipFamilyPolicy"] = json!("SingleStack");
+        }
     }
 
     fn check_crd_conflict(&self, crd: &Value) -> Result<(), ApiError> {
@@ -461,6 +562,7 @@ impl State {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         check_kind(&new, info)?;
+        info.to_storage(&mut new);
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
@@ -532,9 +634,23 @@ impl State {
                 m
             }
         };
-        merged["apiVersion"] = json!(info.api_version());
+        merged["apiVersion"] = json!(info.storage_api_version());
         merged["kind"] = json!(info.kind);
-        let mut errs = validation::prepare(&info.plural, &info.group, &mut merged);
+        if info.group.is_empty() && info.plural == "services" && merged["spec"].is_object() {
+            // allocated values survive updates that leave them out
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if merged["spec"][f].is_null() && !old["spec"][f].is_null() {
+                    merged["spec"][f] = old["spec"][f].clone();
+                }
+            }
+        }
+        let mut errs = validation::validate_metadata(&merged);
+        errs.extend(validation::prepare(&info.plural, &info.group, &mut merged));
+        if let Some(schema) = &info.schema {
+            let report = crate::schema::process(schema, &mut merged);
+            strict_check(ctx, &report)?;
+            errs.extend(report.errors);
+        }
         errs.extend(validation::validate_update(
             &info.plural,
             &info.group,
@@ -583,12 +699,21 @@ impl State {
         if ctx.dry_run {
             return Ok(present(&merged, info));
         }
-        if !merged["metadata"]["deletionTimestamp"].is_null() && finalizers(&merged).is_empty() {
+        let is_ns = info.group.is_empty() && info.plural == "namespaces";
+        if !merged["metadata"]["deletionTimestamp"].is_null() && finalizers(&merged).is_empty() && !is_ns {
             let out = self.remove_final(&gr, ns, name);
             self.after_removals();
             return Ok(present(&out.unwrap_or(merged), info));
         }
         let stored = self.put(&gr, ns, name, merged, EventType::Modified);
+        if is_ns && !stored["metadata"]["deletionTimestamp"].is_null() {
+            // a terminating namespace goes away once it is empty and has no finalizers left
+            self.after_removals();
+            if let Some(o) = self.raw(&gr, ns, name) {
+                return Ok(present(o, info));
+            }
+            return Ok(present(&stored, info));
+        }
         if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
             self.register_crd(&stored);
         }
@@ -597,6 +722,19 @@ impl State {
 
     /// Deletes an object, honouring finalizers and the propagation policy.
     pub fn delete(
+        &mut self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> Result<Value, ApiError> {
+        let out = self.delete_inner(info, ns, name, opts)?;
+        self.after_removals();
+        let gr = info.gr();
+        Ok(self.raw(&gr, ns, name).map(|o| present(o, info)).unwrap_or(out))
+    }
+
+    fn delete_inner(
         &mut self,
         info: &ResourceInfo,
         ns: &str,
@@ -651,7 +789,6 @@ impl State {
         let is_ns = info.group.is_empty() && info.plural == "namespaces";
         if fins.is_empty() && !is_ns {
             let out = self.remove_final(&gr, ns, name);
-            self.after_removals();
             return Ok(present(&out.unwrap_or(old), info));
         }
         // mark for deletion
@@ -675,9 +812,10 @@ impl State {
             self.cascade_namespace(name);
         }
         if fins.iter().any(|f| f == "foregroundDeletion") {
+            self.foreground
+                .insert((gr.clone(), ns.to_string(), name.to_string()));
             self.delete_dependents(&uid);
         }
-        self.after_removals();
         let current = self.raw(&gr, ns, name).cloned().unwrap_or(stored);
         Ok(present(&current, info))
     }
@@ -689,6 +827,9 @@ impl State {
             .get_mut(gr)?
             .remove(&(ns.to_string(), name.to_string()))?;
         self.uids.remove(meta_str(&obj, "uid"));
+        let key: ObjRef = (gr.clone(), ns.to_string(), name.to_string());
+        self.unindex_owners(&obj, &key);
+        self.foreground.remove(&key);
         self.rv += 1;
         let mut obj = obj;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -716,23 +857,26 @@ impl State {
         Some(obj)
     }
 
-    fn has_dependents(&self, uid: &str) -> bool {
-        self.objects
-            .values()
-            .flat_map(|b| b.values())
-            .any(|o| owner_uids(o).iter().any(|u| u == uid))
-    }
-
-    fn dependents_of(&self, uid: &str) -> Vec<(GroupResource, String, String)> {
-        let mut out = Vec::new();
-        for (gr, b) in &self.objects {
-            for ((ns, name), o) in b {
-                if owner_uids(o).iter().any(|u| u == uid) {
-                    out.push((gr.clone(), ns.clone(), name.clone()));
+    fn unindex_owners(&mut self, obj: &Value, key: &ObjRef) {
+        for owner in owner_uids(obj) {
+            if let Some(set) = self.dependents.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(&owner);
                 }
             }
         }
-        out
+    }
+
+    fn has_dependents(&self, uid: &str) -> bool {
+        self.dependents.get(uid).is_some_and(|s| !s.is_empty())
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<ObjRef> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Background GC: deletes dependents whose owners are all gone (or being deleted in the foreground).
@@ -752,7 +896,7 @@ impl State {
                     continue;
                 }
                 if let Some(info) = self.storage_info(&gr) {
-                    let _ = self.delete(&info, &ns, &name, &DeleteOpts::default());
+                    let _ = self.delete_inner(&info, &ns, &name, &DeleteOpts::default());
                 }
             } else if !self.uids.contains_key(uid) {
                 // another owner remains: drop the dangling reference
@@ -806,7 +950,7 @@ impl State {
                     .raw(&gr, ns, &name)
                     .is_some_and(|o| !o["metadata"]["deletionTimestamp"].is_null());
                 if !deleting {
-                    let _ = self.delete(&info, ns, &name, &DeleteOpts::default());
+                    let _ = self.delete_inner(&info, ns, &name, &DeleteOpts::default());
                 }
             }
         }
@@ -818,11 +962,12 @@ impl State {
             let mut progressed = false;
             // owners waiting in the foreground
             let waiting: Vec<(GroupResource, String, String, String)> = self
-                .objects
+                .foreground
                 .iter()
-                .flat_map(|(gr, b)| b.iter().map(move |((ns, n), o)| (gr, ns, n, o)))
-                .filter(|(_, _, _, o)| finalizers(o).iter().any(|f| f == "foregroundDeletion"))
-                .map(|(gr, ns, n, o)| (gr.clone(), ns.clone(), n.clone(), meta_str(o, "uid").to_string()))
+                .filter_map(|(gr, ns, n)| {
+                    let o = self.raw(gr, ns, n)?;
+                    Some((gr.clone(), ns.clone(), n.clone(), meta_str(o, "uid").to_string()))
+                })
                 .collect();
             for (gr, ns, name, uid) in waiting {
                 if !self.has_dependents(&uid)
@@ -832,6 +977,7 @@ impl State {
                         .into_iter()
                         .filter(|f| f != "foregroundDeletion")
                         .collect();
+                    self.foreground.remove(&(gr.clone(), ns.clone(), name.clone()));
                     if fins.is_empty() {
                         self.remove_final(&gr, &ns, &name);
                     } else {
@@ -854,11 +1000,12 @@ impl State {
                 })
                 .unwrap_or_default();
             for ns in terminating {
+                let lower = (ns.clone(), String::new());
                 let empty = self
                     .objects
                     .iter()
                     .filter(|(gr, _)| **gr != ns_gr)
-                    .all(|(_, b)| !b.keys().any(|(n, _)| *n == ns));
+                    .all(|(_, b)| b.range(lower.clone()..).next().is_none_or(|((n, _), _)| *n != ns));
                 if empty && let Some(mut o) = self.raw(&ns_gr, "", &ns).cloned() {
                     if finalizers(&o).is_empty() {
                         self.remove_final(&ns_gr, "", &ns);
@@ -877,11 +1024,36 @@ impl State {
     }
 }
 
+/// The parts of an object label and field selectors look at: what watches keep of the previous
+/// state of a MODIFIED object (not the whole object, to keep the history window small).
+fn selector_view(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let mut v = json!({"metadata": {"name": m["name"], "namespace": m["namespace"], "labels": m["labels"]}});
+    for f in [
+        "type",
+        "reason",
+        "source",
+        "reportingComponent",
+        "involvedObject",
+        "regarding",
+    ] {
+        if let Some(x) = obj.get(f) {
+            v[f] = x.clone();
+        }
+    }
+    if let Some(p) = obj.get("status").and_then(|s| s.get("phase")) {
+        v["status"] = json!({"phase": p});
+    }
+    if let Some(n) = obj.get("spec").and_then(|s| s.get("nodeName")) {
+        v["spec"] = json!({"nodeName": n});
+    }
+    v
+}
+
 /// Copies a stored object with apiVersion/kind for the requested version.
 pub fn present(obj: &Value, info: &ResourceInfo) -> Value {
     let mut o = obj.clone();
-    o["apiVersion"] = json!(info.api_version());
-    o["kind"] = json!(info.kind);
+    info.from_storage(&mut o);
     o
 }
 
@@ -896,6 +1068,21 @@ fn check_kind(obj: &Value, info: &ResourceInfo) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+fn strict_check(ctx: &WriteCtx, report: &crate::schema::Report) -> Result<(), ApiError> {
+    if !ctx.strict_fields || report.pruned.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = report
+        .pruned
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
 }
 
 /// `metadata.finalizers` as strings.

@@ -93,6 +93,88 @@ pub fn validate_name(resource: &str, name: &str) -> Option<(String, String)> {
     })
 }
 
+fn qualified_name(s: &str) -> bool {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && p.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+    };
+    match s.split_once('/') {
+        Some((prefix, name)) => dns1123_subdomain(prefix).is_none() && ok_part(name),
+        None => ok_part(s),
+    }
+}
+
+fn label_value(v: &str) -> bool {
+    v.is_empty() || (v.len() <= 63 && qualified_name(v) && !v.contains('/'))
+}
+
+/// Validates `metadata.labels` and `metadata.annotations`.
+pub fn validate_metadata(obj: &Value) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    let meta = &obj["metadata"];
+    match &meta["labels"] {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if !qualified_name(k) {
+                    errs.push(("metadata.labels".into(), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+                }
+                match v.as_str() {
+                    Some(s) if label_value(s) => {}
+                    _ => errs.push(("metadata.labels".into(), format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))),
+                }
+            }
+        }
+        Value::Null => {}
+        _ => errs.push((
+            "metadata.labels".into(),
+            "Invalid value: must be a map of strings".into(),
+        )),
+    }
+    match &meta["annotations"] {
+        Value::Object(m) => {
+            let mut total = 0usize;
+            for (k, v) in m {
+                if !qualified_name(k) {
+                    errs.push(("metadata.annotations".into(), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+                }
+                match v.as_str() {
+                    Some(s) => total += k.len() + s.len(),
+                    None => errs.push((
+                        "metadata.annotations".into(),
+                        format!("Invalid value: {v}: must be a string"),
+                    )),
+                }
+            }
+            if total > 256 * 1024 {
+                errs.push((
+                    "metadata.annotations".into(),
+                    "Too long: must have at most 262144 bytes".into(),
+                ));
+            }
+        }
+        Value::Null => {}
+        _ => errs.push((
+            "metadata.annotations".into(),
+            "Invalid value: must be a map of strings".into(),
+        )),
+    }
+    if !meta["finalizers"].is_null()
+        && !meta["finalizers"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        errs.push((
+            "metadata.finalizers".into(),
+            "Invalid value: must be a list of strings".into(),
+        ));
+    }
+    errs
+}
+
 fn valid_data_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 253
@@ -105,6 +187,39 @@ fn valid_data_key(k: &str) -> bool {
 /// Defaulting and normalisation applied to every write of an object of `resource`.
 pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
     let mut errs = FieldErrors::new();
+    let builtin_group = matches!(
+        group,
+        "" | "apps"
+            | "coordination.k8s.io"
+            | "events.k8s.io"
+            | "rbac.authorization.k8s.io"
+            | "apiextensions.k8s.io"
+    );
+    for field in ["spec", "status", "data", "stringData", "binaryData"] {
+        if !builtin_group {
+            break;
+        }
+        if let Some(v) = obj.get(field)
+            && !v.is_object()
+            && !v.is_null()
+        {
+            errs.push((field.to_string(), "Invalid value: must be an object".into()));
+        }
+    }
+    if group.is_empty() && matches!(resource, "secrets" | "configmaps") {
+        if obj
+            .get("immutable")
+            .is_some_and(|v| !v.is_boolean() && !v.is_null())
+        {
+            errs.push(("immutable".into(), "Invalid value: must be a boolean".into()));
+        }
+        if resource == "secrets" && obj.get("type").is_some_and(|v| !v.is_string() && !v.is_null()) {
+            errs.push(("type".into(), "Invalid value: must be a string".into()));
+        }
+    }
+    if !errs.is_empty() {
+        return errs;
+    }
     match (group, resource) {
         ("", "secrets") => {
             // fold stringData into data (stringData wins), then drop it
@@ -162,7 +277,13 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
                         if !valid_data_key(k) {
                             errs.push((format!("{field}[{k}]"), format!("Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'")));
                         }
-                        total += k.len() + v.as_str().map(str::len).unwrap_or_default();
+                        match v.as_str() {
+                            Some(text) => total += k.len() + text.len(),
+                            None if v.is_null() => {}
+                            None => {
+                                errs.push((format!("{field}[{k}]"), "Invalid value: must be a string".into()))
+                            }
+                        }
                     }
                 }
             }
@@ -181,7 +302,8 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
                 obj["status"] = json!({"phase": "Active"});
             }
             let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            if !name.is_empty() {
+            let labels_ok = obj["metadata"]["labels"].is_object() || obj["metadata"]["labels"].is_null();
+            if !name.is_empty() && labels_ok {
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             }
         }
@@ -190,12 +312,22 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
         {
             obj["spec"]["replicas"] = json!(1);
         }
-        ("", "services") => {
+        ("", "services") if obj["spec"].is_object() || obj["spec"].is_null() => {
             if obj["spec"]["type"].is_null() {
                 obj["spec"]["type"] = json!("ClusterIP");
             }
             if obj["spec"]["sessionAffinity"].is_null() {
                 obj["spec"]["sessionAffinity"] = json!("None");
+            }
+            if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
+                for p in ports.iter_mut().filter(|p| p.is_object()) {
+                    if p["protocol"].is_null() {
+                        p["protocol"] = json!("TCP");
+                    }
+                    if p["targetPort"].is_null() && !p["port"].is_null() {
+                        p["targetPort"] = p["port"].clone();
+                    }
+                }
             }
         }
         _ => {}
@@ -253,6 +385,30 @@ mod tests {
         assert!(dns1123_label("a.b").is_some());
         assert!(dns1035_label("1abc").is_some());
         assert!(validate_name("secrets", "").is_some());
+    }
+
+    #[test]
+    fn labels_and_annotations() {
+        assert!(
+            validate_metadata(&json!({"metadata": {"labels": {"app.kubernetes.io/name": "x", "a": ""}}}))
+                .is_empty()
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"labels": {"a": "has space"}}})).len(),
+            1
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"labels": {"-bad": "x"}}})).len(),
+            1
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"labels": {"a": 1}}})).len(),
+            1
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"annotations": {"a": "x".repeat(300_000)}}})).len(),
+            1
+        );
     }
 
     #[test]

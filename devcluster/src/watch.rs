@@ -27,7 +27,7 @@ struct Filter {
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
-    table: bool,
+    shape: table::Shape,
 }
 
 impl Filter {
@@ -36,8 +36,8 @@ impl Filter {
     }
 
     /// Translates a store event for this watcher (selector transitions become ADDED/DELETED).
-    fn translate(&self, ev: &WatchEvent) -> Option<(&'static str, Value)> {
-        if ev.gr.group != self.info.group || ev.gr.resource != self.info.plural {
+    fn translate(&self, ev: &WatchEvent) -> Option<&'static str> {
+        if ev.gr != self.info.gr() {
             return None;
         }
         if self.ns.as_ref().is_some_and(|n| *n != ev.namespace) {
@@ -57,15 +57,29 @@ impl Filter {
                 }
             }
         }?;
-        Some((t, present(&ev.object, &self.info)))
+        Some(t)
+    }
+
+    /// Encodes a translated store event, reusing the event's shared encoding when possible.
+    fn encode(&self, ev: &WatchEvent, t: &'static str) -> Bytes {
+        let same_version = ev.object.get("apiVersion").and_then(Value::as_str)
+            == Some(&self.info.api_version())
+            && ev.object.get("kind").and_then(Value::as_str) == Some(&self.info.kind);
+        if self.shape == table::Shape::Full && same_version && t == ev.etype.as_str() {
+            return ev.line.get_or_init(|| raw_line(t, &ev.object)).clone();
+        }
+        self.line(t, present(&ev.object, &self.info))
     }
 
     fn line(&self, etype: &str, obj: Value) -> Bytes {
-        let obj = if self.table && etype != "BOOKMARK" && etype != "ERROR" {
-            let rv = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-            table::table(std::slice::from_ref(&obj), rv, "Metadata", true)
-        } else {
-            obj
+        let obj = match self.shape {
+            _ if etype == "BOOKMARK" || etype == "ERROR" => obj,
+            table::Shape::Table => {
+                let rv = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+                table::table(std::slice::from_ref(&obj), rv, "Metadata", &self.info)
+            }
+            table::Shape::Metadata => table::partial(&obj),
+            table::Shape::Full => obj,
         };
         let mut b = serde_json::to_vec(&json!({"type": etype, "object": obj})).unwrap_or_default();
         b.push(b'\n');
@@ -82,6 +96,15 @@ impl Filter {
             json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta}),
         )
     }
+}
+
+fn raw_line(etype: &str, obj: &Value) -> Bytes {
+    let mut b = format!("{{\"type\":\"{etype}\",\"object\":").into_bytes();
+    if serde_json::to_writer(&mut b, obj).is_err() {
+        return Bytes::new();
+    }
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
@@ -123,14 +146,14 @@ pub fn start(
         }
         field_sel.push_str(&format!("metadata.name={n}"));
     }
-    let fields = FieldSelector::parse(&field_sel, &info.plural)?;
-    let table = table::wants_table(ctx.header("accept"));
+    let fields = FieldSelector::parse(&field_sel, &info.plural)?.renamed(info.storage_field_paths());
+    let shape = table::shape(ctx.header("accept"));
     let filter = Filter {
         info,
         ns,
         labels,
         fields,
-        table,
+        shape,
     };
     let bookmarks = ctx
         .q("allowWatchBookmarks")
@@ -193,8 +216,8 @@ pub fn start(
             return;
         }
         for ev in sub.backlog {
-            if let Some((t, o)) = filter.translate(&ev)
-                && tx.send(filter.line(t, o)).await.is_err()
+            if let Some(t) = filter.translate(&ev)
+                && tx.send(filter.encode(&ev, t)).await.is_err()
             {
                 return;
             }
@@ -206,8 +229,8 @@ pub fn start(
                     Ok(ev) => {
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
-                        if let Some((t, o)) = filter.translate(&ev)
-                            && tx.send(filter.line(t, o)).await.is_err() {
+                        if let Some(t) = filter.translate(&ev)
+                            && tx.send(filter.encode(&ev, t)).await.is_err() {
                             return;
                         }
                     }

@@ -826,6 +826,11 @@ async fn owner_reference_garbage_collection() {
         .await
         .unwrap();
     assert_eq!(code(&cms.get("owner3").await.unwrap_err()), 404);
+    // a dependent created for an owner that is already gone is collected
+    let gone = cms.create(&pp, &cm("gone", &[])).await.unwrap();
+    cms.delete("gone", &DeleteParams::default()).await.unwrap();
+    secrets.create(&pp, &owned_by("late", &gone)).await.unwrap();
+    assert_eq!(code(&secrets.get("late").await.unwrap_err()), 404);
     // a dependent with another live owner survives
     let a = cms.create(&pp, &cm("oa", &[])).await.unwrap();
     let b = cms.create(&pp, &cm("ob", &[])).await.unwrap();
@@ -878,6 +883,40 @@ async fn namespace_deletion_cascades() {
     .await
     .unwrap();
     assert_eq!(code(&nss.get("doomed").await.unwrap_err()), 404);
+    // a namespace finalizer keeps the namespace until it is removed, and removing it
+    // while content remains does not orphan that content
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "held-ns", "finalizers": ["example.com/x"]}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let held_api: Api<ConfigMap> = Api::namespaced(c.clone(), "held-ns");
+    let mut pinned = cm("pinned", &[]);
+    pinned.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    held_api.create(&PostParams::default(), &pinned).await.unwrap();
+    nss.delete("held-ns", &DeleteParams::default()).await.unwrap();
+    nss.patch(
+        "held-ns",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        nss.get("held-ns").await.is_ok(),
+        "content remains, so the namespace stays"
+    );
+    held_api
+        .patch(
+            "pinned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&nss.get("held-ns").await.unwrap_err()), 404);
     // creating in a missing namespace is a 404
     let e = Api::<ConfigMap>::namespaced(c, "nope")
         .create(&PostParams::default(), &cm("x", &[]))
@@ -986,6 +1025,13 @@ async fn secrets_configmaps_validation() {
     )
     .await;
     assert_eq!(status, 422, "{body}");
+    // label values are validated like the real server does
+    let e = cms
+        .create(&pp, &cm("badlabel", &[("app", "not valid!")]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 422);
+    assert!(message(&e).contains("metadata.labels"), "{}", message(&e));
     // generateName
     let mut g = cm("", &[]);
     g.metadata.name = None;
@@ -1578,7 +1624,42 @@ async fn events_leases_and_apps_kinds() {
     assert_eq!(l.items.len(), 1);
     let new_ev: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.clone(), "default");
     new_ev.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "n1"}, "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "sealant", "reportingInstance": "x", "action": "Seal", "reason": "Sealed", "type": "Normal", "regarding": {"kind": "Secret", "name": "s1"}})).unwrap()).await.unwrap();
-    assert_eq!(new_ev.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    // a core Event shows up on an events.k8s.io watch, converted
+    let rv = h.resource_version().to_string();
+    core_ev
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "e3"}, "involvedObject": {"kind": "Secret", "name": "s3"}, "message": "watch me"})).unwrap())
+        .await
+        .unwrap();
+    let wp = WatchParams::default().timeout(1).disable_bookmarks();
+    let seen: Vec<WatchEvent<k8s_openapi::api::events::v1::Event>> =
+        new_ev.watch(&wp, &rv).await.unwrap().try_collect().await.unwrap();
+    match seen.first() {
+        Some(WatchEvent::Added(e)) => assert_eq!(e.note.as_deref(), Some("watch me")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    core_ev.delete("e3", &DeleteParams::default()).await.unwrap();
+    // one storage, two shapes: core and events.k8s.io Events see each other's objects
+    let n1 = new_ev.get("n1").await.unwrap();
+    assert_eq!(n1.reporting_controller.as_deref(), Some("sealant"));
+    assert_eq!(new_ev.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    let as_core = core_ev.get("n1").await.unwrap();
+    assert_eq!(as_core.involved_object.name.as_deref(), Some("s1"));
+    assert_eq!(as_core.reporting_component.as_deref(), Some("sealant"));
+    let e1 = new_ev.get("e1").await.unwrap();
+    assert_eq!(e1.regarding.unwrap().name.as_deref(), Some("s1"));
+    assert_eq!(e1.note.as_deref(), Some("ok"));
+    let by_regarding = new_ev
+        .list(&ListParams::default().fields("regarding.name=s2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_regarding
+            .items
+            .iter()
+            .map(|e| e.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["e2"]
+    );
     for (kind, plural) in [("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")] {
         let api: Api<DynamicObject> = Api::namespaced_with(
             c.clone(),
@@ -1588,5 +1669,825 @@ async fn events_leases_and_apps_kinds() {
         api.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "x"}, "spec": {"selector": {"matchLabels": {"a": "b"}}}})).unwrap()).await.unwrap();
         assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
     }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn deletecollection_with_selector() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c, "default");
+    for i in 0..4 {
+        let app = if i < 3 { "gone" } else { "kept" };
+        api.create(&PostParams::default(), &cm(&format!("dc-{i}"), &[("app", app)]))
+            .await
+            .unwrap();
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=gone"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, vec!["dc-3"]);
+    h.shutdown().await;
+}
+
+/// Throughput figures for the README. Run with:
+/// `cargo test --release -p sealant-devcluster --test api -- --ignored bench_throughput --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_throughput() {
+    const N: usize = 5000;
+    const CONCURRENCY: usize = 16;
+    const WATCHERS: usize = 4;
+    let (h, c) = start_with(Options {
+        history: 100_000,
+        ..Options::default()
+    })
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+
+    // live fan-out: WATCHERS watch streams each receive every create
+    let start_rv = h.resource_version().to_string();
+    let mut watchers = Vec::new();
+    for _ in 0..WATCHERS {
+        let api = api.clone();
+        let rv = start_rv.clone();
+        watchers.push(tokio::spawn(async move {
+            let wp = WatchParams::default().timeout(120).disable_bookmarks();
+            let mut s = api.watch(&wp, &rv).await.unwrap().boxed();
+            let mut n = 0;
+            while let Some(ev) = s.next().await {
+                if matches!(ev, Ok(WatchEvent::Added(_))) {
+                    n += 1;
+                    if n == N {
+                        break;
+                    }
+                }
+            }
+            std::time::Instant::now()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = std::time::Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(
+                    &PostParams::default(),
+                    &cm(&format!("b-{i}"), &[("bench", "yes")]),
+                )
+                .await
+                .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let create_secs = t0.elapsed().as_secs_f64();
+    let mut last = t0;
+    for w in watchers {
+        last = last.max(w.await.unwrap());
+    }
+    let fanout_secs = (last - t0).as_secs_f64();
+
+    // updates
+    let t1 = std::time::Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &format!("b-{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"data": {"k": "updated"}})),
+                )
+                .await
+                .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let update_secs = t1.elapsed().as_secs_f64();
+
+    // replay: one watcher resuming from before all 2N writes drains the history window
+    let t2 = std::time::Instant::now();
+    let wp = WatchParams::default().timeout(120).disable_bookmarks();
+    let mut s = api.watch(&wp, &start_rv).await.unwrap().boxed();
+    let mut n = 0;
+    while let Some(Ok(_)) = s.next().await {
+        n += 1;
+        if n == 2 * N {
+            break;
+        }
+    }
+    let replay_secs = t2.elapsed().as_secs_f64();
+
+    // deletes
+    let t3 = std::time::Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.delete(&format!("b-{i}"), &DeleteParams::default())
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let delete_secs = t3.elapsed().as_secs_f64();
+
+    println!(
+        "creates: {N} in {create_secs:.2}s = {:.0}/s (concurrency {CONCURRENCY})",
+        N as f64 / create_secs
+    );
+    println!(
+        "updates (merge patch): {N} in {update_secs:.2}s = {:.0}/s",
+        N as f64 / update_secs
+    );
+    println!(
+        "deletes: {N} in {delete_secs:.2}s = {:.0}/s",
+        N as f64 / delete_secs
+    );
+    println!(
+        "live watch fan-out: {WATCHERS} watchers x {N} events in {fanout_secs:.2}s = {:.0} events/s delivered",
+        (WATCHERS * N) as f64 / fanout_secs
+    );
+    println!(
+        "watch replay from history: {} events in {replay_secs:.2}s = {:.0} events/s",
+        2 * N,
+        (2 * N) as f64 / replay_secs
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn watcher_with_streaming_lists() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &cm(&format!("s{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().streaming_lists()),
+    );
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while s.next().await.is_some() {}
+    });
+    assert!(reader.wait_until_ready().await.is_ok());
+    assert_eq!(
+        reader.state().len(),
+        3,
+        "initial events end with the initial-events-end bookmark"
+    );
+    api.create(&PostParams::default(), &cm("s3", &[])).await.unwrap();
+    let ok = eventually(10, || {
+        let r = reader.clone();
+        async move { r.state().len() == 4 }
+    })
+    .await;
+    assert!(ok);
+    task.abort();
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn odd_bodies_are_rejected_without_breaking_the_server() {
+    let (h, c) = start().await;
+    let bodies = [
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            json!({"metadata": {"name": "s"}, "spec": "x"}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c"}, "data": [1]}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c"}, "data": {"a": 1}}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c"}, "immutable": "yes"}),
+        ),
+        (
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "application/json",
+            json!([1, 2]),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            json!("just a string"),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            json!({"metadata": {"name": "s"}, "data": {"k": "not base64!"}}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            json!({"kind": "Secret", "metadata": {"name": "c"}}),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/other/configmaps",
+            "application/json",
+            json!({"metadata": {"name": "c", "namespace": "default"}}),
+        ),
+    ];
+    for (method, path, ct, body) in bodies {
+        let (status, resp) = raw(&c, method, path, ct, Some(body.clone())).await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} {body}: {status} {resp}"
+        );
+        assert_eq!(resp["kind"], "Status", "{resp}");
+    }
+    let (status, _) = raw_bytes(
+        &c,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/x",
+        "application/apply-patch+yaml",
+        b"a: [unclosed".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    for q in [
+        "limit=-1",
+        "continue=garbage",
+        "labelSelector=a%20b%20c",
+        "watch=1&resourceVersion=abc",
+    ] {
+        let (status, _) = raw(
+            &c,
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?{q}"),
+            "",
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{q}");
+    }
+    // still serving
+    let (status, _) = raw(&c, "GET", "/api/v1/namespaces", "", None).await;
+    assert_eq!(status, 200);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn crd_schema_pruning_defaulting_and_validation() {
+    let (h, c) = start().await;
+    let crds: Api<DynamicObject> = Api::all_with(
+        c.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let mut def = crd();
+    def["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object", "properties": {
+        "spec": {"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "integer", "minimum": 1},
+            "mode": {"type": "string", "enum": ["fast", "slow"], "default": "slow"}}},
+        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}});
+    crds.create(&PostParams::default(), &serde_json::from_value(def).unwrap())
+        .await
+        .unwrap();
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
+    let w: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+    let o = w
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"size": 1, "unknown": "dropped"}, "top": 1}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        o.data["spec"],
+        json!({"size": 1, "mode": "slow"}),
+        "pruned and defaulted"
+    );
+    assert!(o.data.get("top").is_none());
+    let e = w
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "bad"}, "spec": {"size": 0, "mode": "warp"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 422);
+    assert!(
+        message(&e).contains("spec.size") && message(&e).contains("spec.mode"),
+        "{}",
+        message(&e)
+    );
+    let e = w
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": "yes"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 422);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_review_by_a_delegated_reviewer_under_rbac() {
+    // OpenBao's kubernetes auth: a reviewer ServiceAccount bound to system:auth-delegator
+    // validates other ServiceAccounts' tokens through TokenReview.
+    let (h, c) = start_with(Options {
+        rbac: true,
+        ..Options::default()
+    })
+    .await;
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
+    for n in ["openbao", "app", "nobody"] {
+        sas.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": n}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let crbs: Api<DynamicObject> = Api::all_with(
+        c.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+            "clusterrolebindings",
+        ),
+    );
+    crbs.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "openbao-delegator"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "openbao", "namespace": "default"}]})).unwrap()).await.unwrap();
+    let reviewer = client_with_token(
+        &h,
+        &h.service_account_token("default", "openbao", Duration::from_secs(3600))
+            .unwrap(),
+    )
+    .await;
+    let nobody = client_with_token(
+        &h,
+        &h.service_account_token("default", "nobody", Duration::from_secs(3600))
+            .unwrap(),
+    )
+    .await;
+    let app_token = h
+        .service_account_token("default", "app", Duration::from_secs(3600))
+        .unwrap();
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": app_token}});
+    let (status, r) = raw(
+        &reviewer,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "application/json",
+        Some(review.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["status"]["authenticated"], true);
+    assert_eq!(
+        r["status"]["user"]["username"],
+        "system:serviceaccount:default:app"
+    );
+    let (status, _) = raw(
+        &nobody,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "application/json",
+        Some(review),
+    )
+    .await;
+    assert_eq!(status, 403);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn resource_names_allow_single_object_watches() {
+    let (h, c) = start_with(Options {
+        rbac: true,
+        ..Options::default()
+    })
+    .await;
+    Api::<ServiceAccount>::namespaced(c.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "one"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    cms.create(&PostParams::default(), &cm("mine", &[]))
+        .await
+        .unwrap();
+    let roles: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "Role"),
+            "roles",
+        ),
+    );
+    let rbs: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+            "rolebindings",
+        ),
+    );
+    roles.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "one-cm"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["mine"], "verbs": ["get", "list", "watch"]}]})).unwrap()).await.unwrap();
+    rbs.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "one-cm"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "one-cm"},
+        "subjects": [{"kind": "ServiceAccount", "name": "one", "namespace": "default"}]})).unwrap()).await.unwrap();
+    let sa = client_with_token(
+        &h,
+        &h.service_account_token("default", "one", Duration::from_secs(3600))
+            .unwrap(),
+    )
+    .await;
+    let sa_cms: Api<ConfigMap> = Api::namespaced(sa, "default");
+    assert_eq!(code(&sa_cms.list(&ListParams::default()).await.unwrap_err()), 403);
+    assert_eq!(
+        sa_cms
+            .list(&ListParams::default().fields("metadata.name=mine"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let wp = WatchParams::default().fields("metadata.name=mine").timeout(1);
+    let events: Vec<WatchEvent<ConfigMap>> =
+        sa_cms.watch(&wp, "0").await.unwrap().try_collect().await.unwrap();
+    assert!(matches!(events.first(), Some(WatchEvent::Added(_))));
+    assert_eq!(
+        code(
+            &sa_cms
+                .list(&ListParams::default().fields("metadata.name=other"))
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_promptly() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let wp = WatchParams::default().timeout(290);
+    let mut stream = api.watch(&wp, "0").await.unwrap().boxed();
+    let (status, _) = raw(
+        &c,
+        "POST",
+        "/api/v1/namespaces",
+        "application/json",
+        Some(json!({"metadata": {"name": "x", "labels": "oops"}})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let t = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), h.shutdown())
+        .await
+        .expect("shutdown completes");
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the watch stream ended");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    let (h, c) = start().await;
+    let api: Api<Secret> = Api::namespaced(c.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "m1", "labels": {"a": "b"}}, "stringData": {"k": "v"}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let m = api.get_metadata("m1").await.unwrap();
+    assert_eq!(m.metadata.labels.unwrap()["a"], "b");
+    assert_eq!(m.types.unwrap().kind, "PartialObjectMetadata");
+    let l = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(l.items.len(), 1);
+    let (status, raw_list) = {
+        let req = axum::http::Request::builder()
+            .uri("/api/v1/namespaces/default/secrets")
+            .header(
+                "accept",
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+            )
+            .body(Vec::new())
+            .unwrap();
+        let resp = c.send(req.map(kube::client::Body::from)).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(raw_list["kind"], "PartialObjectMetadataList");
+    assert!(
+        raw_list["items"][0].get("data").is_none(),
+        "no secret data in metadata lists"
+    );
+    // a kube-rs watcher over metadata only (Api<PartialObjectMeta<K>>)
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(
+            Api::<kube::core::PartialObjectMeta<Secret>>::namespaced(c.clone(), "default"),
+            watcher::Config::default(),
+        ),
+    );
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while s.next().await.is_some() {}
+    });
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "m2"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ok = eventually(10, || {
+        let r = reader.clone();
+        async move { r.state().len() == 2 }
+    })
+    .await;
+    assert!(ok);
+    task.abort();
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn kube_runtime_finalizer_helper_round_trip() {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event, finalizer};
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &cm("guarded", &[]))
+        .await
+        .unwrap();
+    let cleaned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run = |obj: ConfigMap| {
+        let api = api.clone();
+        let cleaned = cleaned.clone();
+        async move {
+            finalizer(
+                &api,
+                "sealant.dev/cleanup",
+                std::sync::Arc::new(obj),
+                |ev| async move {
+                    if let Event::Cleanup(_) = ev {
+                        cleaned.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok::<_, std::convert::Infallible>(Action::await_change())
+                },
+            )
+            .await
+        }
+    };
+    // first reconcile adds the finalizer (JSON patch with a test-null op)
+    run(api.get("guarded").await.unwrap()).await.unwrap();
+    let o = api.get("guarded").await.unwrap();
+    assert_eq!(
+        o.metadata.finalizers.as_deref(),
+        Some(&["sealant.dev/cleanup".to_string()][..])
+    );
+    // deletion only marks the object; the next reconcile cleans up and removes the finalizer
+    api.delete("guarded", &DeleteParams::default()).await.unwrap();
+    run(api.get("guarded").await.unwrap()).await.unwrap();
+    assert!(cleaned.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(code(&api.get("guarded").await.unwrap_err()), 404);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_runtime_controller_end_to_end() {
+    use kube::Resource;
+    use kube::runtime::Controller;
+    use kube::runtime::controller::Action;
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Never;
+    impl std::fmt::Display for Never {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("never")
+        }
+    }
+    impl std::error::Error for Never {}
+
+    let (h, c) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    // reconcile: every ConfigMap gets an owned Secret mirroring its data (server-side apply)
+    let reconcile = |cm: Arc<ConfigMap>, secrets: Arc<Api<Secret>>| async move {
+        let oref = cm.controller_owner_ref(&()).unwrap();
+        let name = format!("{}-mirror", cm.metadata.name.clone().unwrap());
+        let s = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "ownerReferences": [oref]}, "stringData": cm.data.clone().unwrap_or_default()});
+        secrets
+            .patch(&name, &PatchParams::apply("mirror").force(), &Patch::Apply(&s))
+            .await
+            .map_err(|_| Never)?;
+        Ok::<_, Never>(Action::await_change())
+    };
+    let ctrl = Controller::new(cms.clone(), watcher::Config::default())
+        .owns(secrets.clone(), watcher::Config::default())
+        .run(
+            reconcile,
+            |_, _, _| Action::requeue(Duration::from_millis(100)),
+            Arc::new(secrets.clone()),
+        )
+        .for_each(|_| async {});
+    let task = tokio::spawn(ctrl);
+
+    cms.create(&PostParams::default(), &cm("app", &[])).await.unwrap();
+    let s = secrets.clone();
+    assert!(
+        eventually(10, || {
+            let s = s.clone();
+            async move {
+                s.get("app-mirror")
+                    .await
+                    .is_ok_and(|x| x.data.is_some_and(|d| d["k"].0 == b"v"))
+            }
+        })
+        .await
+    );
+    // an update flows through the watch and the reconcile applies it
+    cms.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "w"}})),
+    )
+    .await
+    .unwrap();
+    let s = secrets.clone();
+    assert!(
+        eventually(10, || {
+            let s = s.clone();
+            async move {
+                s.get("app-mirror")
+                    .await
+                    .is_ok_and(|x| x.data.is_some_and(|d| d["k"].0 == b"w"))
+            }
+        })
+        .await
+    );
+    // deleting the owner garbage-collects the mirror
+    cms.delete("app", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code(&secrets.get("app-mirror").await.unwrap_err()), 404);
+    task.abort();
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn service_account_token_secrets_are_populated() {
+    let (h, c) = start().await;
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "reviewer"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let s = secrets
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "reviewer-token",
+            "annotations": {"kubernetes.io/service-account.name": "reviewer"}}, "type": "kubernetes.io/service-account-token"})).unwrap())
+        .await
+        .unwrap();
+    let data = s.data.unwrap();
+    assert_eq!(data["namespace"].0, b"default");
+    assert!(String::from_utf8_lossy(&data["ca.crt"].0).contains("BEGIN CERTIFICATE"));
+    let token = String::from_utf8(data["token"].0.clone()).unwrap();
+    let client = client_with_token(&h, &token).await;
+    let (_, r) = raw(
+        &client,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "application/json",
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})),
+    )
+    .await;
+    assert_eq!(
+        r["status"]["userInfo"]["username"],
+        "system:serviceaccount:default:reviewer"
+    );
+    // deleting the Secret revokes the token
+    secrets
+        .delete("reviewer-token", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (status, _) = raw(&client, "GET", "/api/v1/namespaces", "", None).await;
+    assert_eq!(status, 401);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_injection_watch_drops_and_forced_expiry() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &cm("w", &[])).await.unwrap();
+    let rv = h.resource_version().to_string();
+    // watches are cut after watchDropAfterMs even with a long timeoutSeconds
+    h.set_faults(FaultConfig {
+        watch_drop_after_ms: 200,
+        ..FaultConfig::default()
+    });
+    let t = std::time::Instant::now();
+    let wp = WatchParams::default().timeout(60);
+    let _: Vec<WatchEvent<ConfigMap>> = api.watch(&wp, &rv).await.unwrap().try_collect().await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "dropped after {:?}",
+        t.elapsed()
+    );
+    // every resume is answered with 410 Expired
+    h.set_faults(FaultConfig {
+        force_watch_expired: true,
+        ..FaultConfig::default()
+    });
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        matches!(events.first(), Some(WatchEvent::Error(s)) if s.code == 410),
+        "{events:?}"
+    );
+    // ... while a fresh list+watch (resourceVersion 0) still works
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(matches!(events.first(), Some(WatchEvent::Added(_))));
+    h.set_faults(FaultConfig::default());
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
     h.shutdown().await;
 }

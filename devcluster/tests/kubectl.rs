@@ -463,6 +463,10 @@ async fn create_secret_and_validation_errors() {
         "--from-literal=pass=pw",
     ])
     .await;
+    let table = k.ok(&["get", "secret", "db"]).await;
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], vec!["NAME", "TYPE", "DATA", "AGE"], "{table}");
+    assert_eq!(&rows[1][..3], &["db", "Opaque", "2"], "{table}");
     assert_eq!(
         k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.user}"])
             .await,
@@ -500,6 +504,76 @@ async fn create_secret_and_validation_errors() {
         ])
         .await;
     assert!(!o.ok && o.stderr.contains("immutable"), "{}", o.stderr);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_create_commands_send_protobuf() {
+    // kubectl's typed clients send protobuf bodies; devcluster decodes them
+    let (h, _c) = start().await;
+    let k = Kubectl::new(&h);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=0",
+        "--port=8080",
+    ])
+    .await;
+    let spec = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]).await;
+    assert_eq!(spec, "0 web nginx:1.27 8080");
+    let meta = k
+        .ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata}"])
+        .await;
+    assert!(
+        !meta.contains("generateName"),
+        "Go zero values are not materialised: {meta}"
+    );
+    k.ok(&["create", "service", "clusterip", "web", "--tcp=80:http"])
+        .await;
+    let ports = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.ports[0].protocol} {.spec.selector.app}"]).await;
+    assert_eq!(ports, "80 http TCP web");
+    let ip = k
+        .ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"])
+        .await;
+    assert!(ip.starts_with("10.96."), "a ClusterIP is allocated: {ip}");
+    let table = k.ok(&["get", "svc", "web"]).await;
+    assert!(table.contains(&ip) && table.contains("ClusterIP"), "{table}");
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&["create", "configmap", "cfg", "-n", "team-a", "--from-literal=k=v"])
+        .await;
+    assert_eq!(
+        k.ok(&["get", "cm", "cfg", "-n", "team-a", "-o", "jsonpath={.data.k}"])
+            .await,
+        "v"
+    );
+    k.ok(&[
+        "create",
+        "clusterrole",
+        "reader",
+        "--verb=get,list",
+        "--resource=secrets",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "reader",
+        "--clusterrole=reader",
+        "--group=readers",
+    ])
+    .await;
+    let rules = k
+        .ok(&[
+            "get",
+            "clusterrole",
+            "reader",
+            "-o",
+            "jsonpath={.rules[0].verbs} {.rules[0].resources}",
+        ])
+        .await;
+    assert_eq!(rules, r#"["get","list"] ["secrets"]"#);
     h.shutdown().await;
 }
 
@@ -581,6 +655,10 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
@@ -599,6 +677,20 @@ spec:
         k.ok(&["get", "st", "one", "-o", "jsonpath={.spec.size}"]).await,
         "1"
     );
+    k.ok(&[
+        "patch",
+        "st",
+        "one",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])
+    .await;
+    let table = k.ok(&["get", "sealedthings"]).await;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], vec!["NAME", "SIZE", "READY", "AGE"], "{table}");
+    assert_eq!(&lines[1][..3], &["one", "1", "True"], "{table}");
     let o = k.apply(&[], &cr.replace("size: 1", "size: 2")).await;
     assert!(o.ok && o.stdout.contains("configured"), "{}", o.stderr);
     assert_eq!(
@@ -613,5 +705,107 @@ spec:
         "2"
     );
     k.ok(&["delete", "st", "one"]).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devcluster"))
+        .args(["--port", "0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--token", "bin-test-token", "--json-logs"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devcluster binary runs");
+    let mut first = String::new();
+    // keep the pipe open for the whole test: the binary prints more lines
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("devcluster listening on https://127.0.0.1:"),
+        "{first}"
+    );
+    let kc = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(kc.contains("token: bin-test-token") && kc.contains("certificate-authority-data:"));
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let ns = k.ok(&["get", "namespaces", "-o", "name"]).await;
+    assert!(
+        ns.contains("namespace/default") && ns.contains("namespace/kube-system"),
+        "{ns}"
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    drop(out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_rejects_unknown_custom_resource_fields() {
+    // kubectl sends fieldValidation=Strict: a typo in a custom resource is an error, as on a real cluster
+    let (h, _c) = start().await;
+    let k = Kubectl::new(&h);
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+"#;
+    assert!(k.apply(&[], crd).await.ok);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=10s",
+    ])
+    .await;
+    let bad =
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n  colour: red\n";
+    for extra in [&[][..], &["--server-side"][..]] {
+        let o = k.apply(extra, bad).await;
+        assert!(!o.ok, "{extra:?}: {}", o.stdout);
+        assert!(
+            o.stderr.contains("unknown field \"spec.colour\""),
+            "{extra:?}: {}",
+            o.stderr
+        );
+    }
+    let o = k.apply(&["--validate=false"], bad).await;
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(
+        k.ok(&["get", "gadget", "g", "-o", "jsonpath={.spec}"]).await,
+        r#"{"size":1}"#,
+        "pruned without Strict"
+    );
     h.shutdown().await;
 }
