@@ -1,16 +1,18 @@
 //! Authentication: the admin bearer token, extra static tokens, and signed ServiceAccount tokens
-//! (HS256 JWTs issued by the TokenRequest subresource and validated by TokenReview).
+//! (ES256 JWTs, as asymmetric as the real server's, issued by the TokenRequest subresource and validated by
+//! TokenReview; relying parties such as OpenBao's kubernetes auth refuse symmetric algorithms).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::hmac;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 use crate::store::State;
-use crate::util::{now_unix, random_bytes};
+use crate::util::now_unix;
 
 /// The issuer written into ServiceAccount tokens.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -75,7 +77,7 @@ impl UserInfo {
 #[derive(Debug)]
 pub struct Authenticator {
     admin_token: String,
-    key: hmac::Key,
+    key: EcdsaKeyPair,
     static_tokens: Mutex<HashMap<String, UserInfo>>,
 }
 
@@ -93,11 +95,14 @@ pub struct SaClaims {
 impl Authenticator {
     /// A new authenticator with a random signing key.
     pub fn new(admin_token: String) -> Self {
-        let mut k = [0u8; 32];
-        random_bytes(&mut k);
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("generating a P-256 key");
+        let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("a freshly generated P-256 key parses");
         Self {
             admin_token,
-            key: hmac::Key::new(hmac::HMAC_SHA256, &k),
+            key,
             static_tokens: Mutex::new(HashMap::new()),
         }
     }
@@ -131,6 +136,15 @@ impl Authenticator {
         self.verify_sa_token(token, st).map(|c| c.user)
     }
 
+    /// The base64url ES256 signature (r || s) of a JWT signing input.
+    fn sign(&self, signing_input: &str) -> String {
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .expect("ECDSA signing");
+        URL_SAFE_NO_PAD.encode(sig.as_ref())
+    }
+
     /// Signs a token for a ServiceAccount.
     pub fn issue_sa_token(
         &self,
@@ -142,7 +156,7 @@ impl Authenticator {
     ) -> (String, i64) {
         let now = now_unix();
         let exp = now + ttl_secs;
-        let header = json!({"alg": "HS256", "kid": "devcluster", "typ": "JWT"});
+        let header = json!({"alg": "ES256", "kid": "devcluster", "typ": "JWT"});
         let claims = json!({
             "aud": audiences,
             "exp": exp,
@@ -158,11 +172,7 @@ impl Authenticator {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let sig = hmac::sign(&self.key, signing_input.as_bytes());
-        (
-            format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())),
-            exp,
-        )
+        (format!("{signing_input}.{}", self.sign(&signing_input)), exp)
     }
 
     /// Signs a non-expiring token for a `kubernetes.io/service-account-token` Secret (the legacy
@@ -175,7 +185,7 @@ impl Authenticator {
         secret: &str,
         secret_uid: &str,
     ) -> String {
-        let header = json!({"alg": "HS256", "kid": "devcluster", "typ": "JWT"});
+        let header = json!({"alg": "ES256", "kid": "devcluster", "typ": "JWT"});
         let claims = json!({
             "iss": "kubernetes/serviceaccount",
             "sub": format!("system:serviceaccount:{ns}:{sa}"),
@@ -191,15 +201,19 @@ impl Authenticator {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let sig = hmac::sign(&self.key, signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+        format!("{signing_input}.{}", self.sign(&signing_input))
     }
 
     /// Verifies a ServiceAccount token: signature, expiry, and that the account still exists with the same uid.
     pub fn verify_sa_token(&self, token: &str, st: &State) -> Option<SaClaims> {
         let (signing_input, sig) = token.rsplit_once('.')?;
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-        hmac::verify(&self.key, signing_input.as_bytes(), &sig).ok()?;
+        signature::UnparsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_FIXED,
+            self.key.public_key().as_ref(),
+        )
+        .verify(signing_input.as_bytes(), &sig)
+        .ok()?;
         let (_, payload) = signing_input.split_once('.')?;
         let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         // Secret-bound legacy tokens carry no expiry

@@ -250,7 +250,7 @@ spec:
 }
 
 #[test]
-#[ignore = "devcluster signs ServiceAccount tokens with HS256, which OpenBao's kubernetes auth refuses; enable once it signs with ES256/RS256"]
+
 fn vault_kubernetes_auth_is_verified_through_devcluster_token_review() {
     let root = random_id("root-");
     let vault = Server::bao(&root);
