@@ -167,6 +167,16 @@ impl Cluster {
     /// Starts `sealant-controller` against this cluster; its endpoints get a Service reachable through the
     /// API server's proxy (`sealant/sealant-controller:http`).
     pub fn controller(&self, name: &str, extra: &[&str]) -> Result<Controller> {
+        self.controller_with_env(name, extra, &[])
+    }
+
+    /// Like [`Cluster::controller`], with extra environment variables.
+    pub fn controller_with_env(
+        &self,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Controller> {
         let addr = free_addr();
         let log = self.dir.path().join(format!("{name}.log"));
         let child = Command::new(binary("sealant-controller"))
@@ -185,6 +195,7 @@ impl Cluster {
             ])
             .args(["--log-format", "json"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

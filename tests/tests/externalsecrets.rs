@@ -481,3 +481,68 @@ spec:
     );
     wait_value(&c, "shop", "es-3", "value", b"back");
 }
+
+#[test]
+fn aws_web_identity_from_a_service_account_and_the_default_chain() {
+    let aws = Server::moto();
+    moto(
+        &aws,
+        "CreateSecret",
+        r#"{"Name":"app/token","SecretString":"{\"value\":\"via-sts\"}"}"#,
+    );
+    let c = setup(&["shop"]);
+    c.kubectl_ok(&["create", "serviceaccount", "aws-reader", "-n", "shop"])
+        .unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: sealant.dev/v1
+kind: SecretStore
+metadata: {{name: aws-irsa, namespace: shop}}
+spec:
+  provider:
+    aws:
+      region: us-east-1
+      endpoint: {url}
+      role: arn:aws:iam::123456789012:role/shop-reader
+      auth: {{jwt: {{serviceAccountRef: {{name: aws-reader, audiences: [sts.amazonaws.com]}}}}}}
+---
+apiVersion: sealant.dev/v1
+kind: SecretStore
+metadata: {{name: aws-chain, namespace: shop}}
+spec:
+  provider:
+    aws: {{region: us-east-1, endpoint: {url}}}
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: irsa, namespace: shop}}
+spec:
+  secretStoreRef: {{name: aws-irsa}}
+  data: [{{secretKey: value, remoteRef: {{key: app/token, property: value}}}}]
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: chain, namespace: shop}}
+spec:
+  secretStoreRef: {{name: aws-chain}}
+  data: [{{secretKey: value, remoteRef: {{key: app/token, property: value}}}}]
+"#,
+        url = aws.http_url()
+    ))
+    .unwrap();
+    // the default chain finds the controller's environment credentials; the web identity comes from a
+    // TokenRequest for the ServiceAccount, exchanged at (moto's) STS
+    let _controller = c
+        .controller_with_env(
+            "aws-auth",
+            &["--no-leader-election"],
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIDCHAIN"),
+                ("AWS_SECRET_ACCESS_KEY", "chain-secret"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+        )
+        .unwrap();
+    wait_value(&c, "shop", "irsa", "value", b"via-sts");
+    wait_value(&c, "shop", "chain", "value", b"via-sts");
+}
