@@ -161,6 +161,9 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 impl DevCluster {
     /// Binds 127.0.0.1, writes the kubeconfig and serves until [`Handle::shutdown`].
     pub async fn start(opts: Options) -> Result<Handle, Error> {
+        // Clients in the same process (tests, the quickstart) need a rustls default; in a workspace build rustls
+        // has two backends (ring, and aws-lc from the AWS SDK) and picks none by itself.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, opts.port))
             .await
             .map_err(|source| Error::Bind {
