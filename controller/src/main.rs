@@ -16,6 +16,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use sealant_controller::external::reconcile as external;
 use sealant_controller::external::stores::Registry;
+use sealant_controller::gitops::reconcile as gitops;
 use sealant_controller::http::{AppState, router};
 use sealant_controller::keys::KeyStore;
 use sealant_controller::keys_task::{maintain_keys, watch_keys};
@@ -23,7 +24,7 @@ use sealant_controller::leader::Elector;
 use sealant_controller::metrics::Metrics;
 use sealant_controller::sealed::reconcile::{Context, error_policy, reconcile};
 use sealant_controller::secretwriter::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use sealant_crds::{ExternalSecret, SealedSecret};
+use sealant_crds::{ExternalSecret, GitSync, SealedSecret};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -31,6 +32,7 @@ use tracing::{error, info, warn};
 enum Which {
     Sealedsecrets,
     Externalsecrets,
+    Gitsyncs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,9 +78,12 @@ struct Config {
         env = "SEALANT_CONTROLLERS",
         value_enum,
         value_delimiter = ',',
-        default_value = "sealedsecrets,externalsecrets"
+        default_value = "sealedsecrets,externalsecrets,gitsyncs"
     )]
     controllers: Vec<Which>,
+    /// Where GitSync keeps its Git cache (one bare repository per URL)
+    #[arg(long, env = "SEALANT_GIT_CACHE_DIR", default_value = "/tmp/sealant-git")]
+    git_cache_dir: std::path::PathBuf,
     /// How many objects each controller reconciles at once
     #[arg(long, env = "SEALANT_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -140,9 +145,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> Result<()> {
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let client = kube::Client::try_from(kube_config.clone()).context("making the Kubernetes client")?;
     let identity = config
         .identity
         .clone()
@@ -284,6 +290,23 @@ async fn run(config: Config) -> Result<()> {
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
                 .run(external::reconcile, external::error_policy, ctx)
+                .for_each(|_| futures::future::ready(()))
+                .boxed(),
+        );
+    }
+    if config.controllers.contains(&Which::Gitsyncs) {
+        let ctx = Arc::new(gitops::Context::new(
+            client.clone(),
+            kube_config.clone(),
+            metrics.clone(),
+            recorder.clone(),
+            config.git_cache_dir.clone(),
+        ));
+        running.push(
+            Controller::new(Api::<GitSync>::all(client.clone()), object_config.clone())
+                .with_config(controller_config.clone())
+                .graceful_shutdown_on(stopped())
+                .run(gitops::reconcile, gitops::error_policy, ctx)
                 .for_each(|_| futures::future::ready(()))
                 .boxed(),
         );

@@ -194,6 +194,8 @@ impl Cluster {
                 name,
             ])
             .args(["--log-format", "json"])
+            .arg("--git-cache-dir")
+            .arg(self.dir.path().join(format!("{name}-git")))
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())

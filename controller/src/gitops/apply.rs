@@ -222,6 +222,11 @@ impl Applier {
                 Some((group.to_owned(), kind.to_owned()))
             })
             .collect();
+        let new_namespaces: BTreeSet<&str> = objects
+            .iter()
+            .filter(|o| o.group().is_empty() && o.kind == "Namespace")
+            .map(|o| o.name.as_str())
+            .collect();
         for o in objects {
             if defined.contains(&(o.group().to_owned(), o.kind.clone())) {
                 continue;
@@ -232,7 +237,15 @@ impl Applier {
                     format!("the cluster knows no kind {} in {}", o.kind, o.api_version),
                 ));
             };
-            let (value, _) = self.prepare(o, &caps, opts);
+            let (value, id) = self.prepare(o, &caps, opts);
+            // The revision's own Namespaces do not exist before it is applied: their contents are checked then.
+            if id
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| new_namespaces.contains(ns))
+            {
+                continue;
+            }
             let api = self.api(&ar, &caps, value["metadata"]["namespace"].as_str());
             let pp = PatchParams::apply(FIELD_MANAGER).force().dry_run();
             if let Err(e) = api.patch(&o.name, &pp, &Patch::Apply(&value)).await {

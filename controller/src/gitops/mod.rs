@@ -4,4 +4,5 @@
 
 pub mod apply;
 pub mod load;
+pub mod reconcile;
 pub mod stage;
