@@ -250,6 +250,8 @@ impl Applier {
             let pp = PatchParams::apply(FIELD_MANAGER).force().dry_run();
             if let Err(e) = api.patch(&o.name, &pp, &Patch::Apply(&value)).await {
                 match e {
+                    // an immutable field changed: with spec.force the write recreates the object
+                    kube::Error::Api(s) if s.code == 422 && opts.force => {}
                     kube::Error::Api(s)
                         if s.code == 400 || s.code == 422 || s.code == 403 || s.code == 404 =>
                     {
