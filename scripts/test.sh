@@ -9,5 +9,7 @@ echo "== rustfmt"
 cargo fmt --all --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== binaries (the end-to-end tests run them; cargo test alone does not rebuild them all)"
+cargo build --workspace --bins --locked
 echo "== tests"
 cargo test --workspace --locked

@@ -20,7 +20,9 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The path of a workspace binary, building the CLI and the controller once if they are missing.
+/// The path of a workspace binary, building the CLI and the controller once if they are missing. They are not
+/// rebuilt when present: run `cargo build --workspace --bins` first (scripts/test.sh does), or a stale binary
+/// from an earlier build is tested.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let path = bin_dir().join(name);
@@ -110,11 +112,7 @@ impl Cluster {
     /// A kubeconfig for a user authenticated by `token` (registered with devcluster as `user` in `groups`).
     pub fn user_kubeconfig(&self, token: &str, user: &str, groups: &[&str]) -> PathBuf {
         self.handle().add_user_token(token, user, groups);
-        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
-        let text = admin.replace(self.handle().token(), token);
-        let path = self.dir.path().join(format!("kubeconfig-{user}"));
-        std::fs::write(&path, text).expect("writing kubeconfig");
-        path
+        self.token_kubeconfig(user, token)
     }
 
     /// Runs the real kubectl against this cluster.
@@ -177,10 +175,29 @@ impl Cluster {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Controller> {
+        self.controller_as(name, &self.kubeconfig, extra, env)
+    }
+
+    /// A kubeconfig that authenticates with `token` (e.g. a ServiceAccount's), written under the test directory.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let path = self.dir.path().join(format!("kubeconfig-{name}"));
+        std::fs::write(&path, admin.replace(self.handle().token(), token)).expect("writing kubeconfig");
+        path
+    }
+
+    /// Starts `sealant-controller` with the given kubeconfig (and so identity).
+    pub fn controller_as(
+        &self,
+        name: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Controller> {
         let addr = free_addr();
         let log = self.dir.path().join(format!("{name}.log"));
         let child = Command::new(binary("sealant-controller"))
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("SEALANT_E2E_LOG").unwrap_or_else(|_| "info,vaultrs=off,rustify=off".into()),
