@@ -4,6 +4,7 @@
 //! ([`sealed::reconcile`]). Keys live in labelled Secrets ([`keys`], watched live by [`keys_task`]); only the
 //! holder of the leader Lease ([`leader`]) writes; every replica serves the endpoints ([`http`]).
 
+pub mod events;
 pub mod external;
 pub mod gitops;
 pub mod http;

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use sealant_crds::{CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, SecretBinding};
 use sealant_providers::ProviderError;
@@ -481,20 +481,15 @@ async fn finish(ctx: &Context, es: &ExternalSecret, ns: &str, o: Outcome) -> Res
     )
     .await?;
     if !same_condition {
-        let event = Event {
-            type_: if o.ready {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: o.reason.into(),
-            note: Some(o.message.chars().take(1000).collect()),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        }
+        crate::events::publish(
+            &ctx.recorder,
+            &es.object_ref(&()),
+            o.ready,
+            o.reason,
+            &o.message,
+            "Sync",
+        )
+        .await;
     }
     Ok(())
 }

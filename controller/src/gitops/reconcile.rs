@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use sealant_crds::{GitSync, GitSyncStatus, Inventory, InventoryEntry};
 use sealant_gitsource::{Auth, Fetcher, GitError, Reference, Source};
@@ -448,20 +448,15 @@ async fn finish(ctx: &Context, gs: &GitSync, ns: &str, o: Outcome) -> Result<(),
     )
     .await?;
     if changed_condition {
-        let event = Event {
-            type_: if o.ready {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: o.reason.into(),
-            note: Some(o.message.chars().take(1000).collect()),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &gs.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        }
+        crate::events::publish(
+            &ctx.recorder,
+            &gs.object_ref(&()),
+            o.ready,
+            o.reason,
+            &o.message,
+            "Sync",
+        )
+        .await;
     }
     Ok(())
 }

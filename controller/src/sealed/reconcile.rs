@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use sealant_crds::{SealedSecret, SealedSecretStatus};
 use serde_json::json;
@@ -98,7 +98,15 @@ async fn reconcile_inner(ss: &SealedSecret, ctx: &Context) -> Result<Action, Err
             Ok(Applied::Created | Applied::Updated | Applied::Recreated)
         )
     {
-        publish_event(ctx, ss, status, reason, &message).await;
+        crate::events::publish(
+            &ctx.recorder,
+            &ss.object_ref(&()),
+            status == "True",
+            reason.as_str(),
+            &message,
+            "Unseal",
+        )
+        .await;
     }
     match outcome {
         Ok(Applied::Unmanaged) | Err(_) => {
@@ -170,23 +178,6 @@ async fn write_status(
     )
     .await?;
     Ok(true)
-}
-
-async fn publish_event(ctx: &Context, ss: &SealedSecret, status: &str, reason: Reason, message: &str) {
-    let event = Event {
-        type_: if status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: reason.as_str().into(),
-        note: Some(message.chars().take(1000).collect()),
-        action: "Unseal".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &ss.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
 }
 
 /// Failures talking to the API are retried with a short backoff.
