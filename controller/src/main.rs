@@ -271,7 +271,7 @@ async fn run(config: Config) -> Result<()> {
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
                 .run(reconcile, error_policy, ctx)
-                .for_each(|_| futures::future::ready(()))
+                .for_each(report_errors)
                 .boxed(),
         );
     }
@@ -290,7 +290,7 @@ async fn run(config: Config) -> Result<()> {
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
                 .run(external::reconcile, external::error_policy, ctx)
-                .for_each(|_| futures::future::ready(()))
+                .for_each(report_errors)
                 .boxed(),
         );
     }
@@ -307,7 +307,7 @@ async fn run(config: Config) -> Result<()> {
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
                 .run(gitops::reconcile, gitops::error_policy, ctx)
-                .for_each(|_| futures::future::ready(()))
+                .for_each(report_errors)
                 .boxed(),
         );
     }
@@ -328,6 +328,19 @@ async fn run(config: Config) -> Result<()> {
     }
     warn!("shut down");
     Ok(())
+}
+
+/// Logs what a controller stream reports as failed: watch errors (e.g. a missing permission) and reconcile errors.
+fn report_errors<K, E1: std::fmt::Display, E2: std::fmt::Display>(
+    result: Result<K, kube::runtime::controller::Error<E1, E2>>,
+) -> futures::future::Ready<()> {
+    if let Err(e) = result {
+        match &e {
+            kube::runtime::controller::Error::ObjectNotFound(_) => {}
+            _ => warn!(error = %e, "controller error"),
+        }
+    }
+    futures::future::ready(())
 }
 
 /// A stream that yields once per change of a watch channel (to re-reconcile everything when keys change).
