@@ -253,6 +253,27 @@ pub fn builtins() -> Vec<ResourceInfo> {
             &["scale"],
         ),
         builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, &[]),
+        // stored only, so charts (sealant's own) apply as they would to a real cluster
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            true,
+            &[],
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+            &["netpol"],
+            false,
+            &[],
+        ),
         builtin(
             "apps",
             "v1",
