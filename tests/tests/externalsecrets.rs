@@ -3,8 +3,6 @@
 #[path = "../../providers/tests/support/mod.rs"]
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -36,22 +34,8 @@ fn bao(server: &Server, token: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A Secrets Manager call to moto (JSON protocol; moto does not check signatures).
 fn moto(server: &Server, target: &str, body: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("moto");
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: secretsmanager.{target}\r\nContent-Type: \
-         application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/\
-         secretsmanager/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: \
-         close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "moto {target}: {answer}");
-    answer
+    sealant_e2e::moto_call(server.port, target, body)
 }
 
 fn metric(controller: &Controller, line_prefix: &str) -> u64 {

@@ -1,0 +1,241 @@
+//! The Helm chart's RBAC is what the controller needs, and no less: the chart rendered by the real Helm SDK is
+//! applied to devcluster with kubectl, RBAC is switched on, and the controller runs with the chart
+//! ServiceAccount's token through every flow; then a permission taken out of the chart makes a flow fail.
+
+#[path = "../../providers/tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use sealant_e2e::{Cluster, secret_value, wait_for};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(40);
+const SERVICE_ACCOUNT: &str = "sealant-controller";
+
+/// `scripts/chart.py render` for release `sealant` in namespace `sealant`, as JSON documents.
+fn render() -> (String, Vec<Value>) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new("python3")
+        .current_dir(root)
+        .args([
+            "scripts/chart.py",
+            "render",
+            "--namespace",
+            "sealant",
+            "--release",
+            "sealant",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "chart render failed (run scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
+    (text, docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
+    wait_for(&format!("Secret {ns}/{name}"), T, || {
+        (secret_value(&c.get("secret", ns, name)?, key).as_deref() == Some(want)).then_some(())
+    });
+}
+
+#[test]
+fn the_controller_works_with_the_chart_rbac_and_needs_it() {
+    let aws = support::Server::moto();
+    sealant_e2e::moto_call(
+        aws.port,
+        "CreateSecret",
+        r#"{"Name":"shop/api","SecretString":"{\"token\":\"t0k\"}"}"#,
+    );
+    let c = Cluster::start().expect("devcluster");
+    for ns in ["sealant", "shop"] {
+        c.kubectl_ok(&["create", "namespace", ns]).unwrap();
+    }
+    let (yaml, docs) = render();
+    c.apply(&yaml).expect("the rendered chart applies with kubectl");
+    let token = c
+        .handle()
+        .service_account_token("sealant", SERVICE_ACCOUNT, Duration::from_secs(3600))
+        .unwrap();
+    let kubeconfig = c.token_kubeconfig("controller", &token);
+    c.handle().set_rbac(true);
+    let controller = c
+        .controller_as("chart-rbac", &kubeconfig, &["--lease-duration", "3s"], &[])
+        .unwrap();
+
+    // SealedSecrets: keys, recipients, unseal (as the chart's ServiceAccount, leading through its Lease)
+    wait_for("recipients", T, || {
+        c.get("configmap", "sealant", "sealant-recipients")
+    });
+    let recipients = c.dir.path().join("r.txt");
+    assert!(
+        c.sealant(&["recipients", "fetch", "-o", recipients.to_str().unwrap()], None)
+            .status
+            .success()
+    );
+    let seal = |name: &str, value: &str| {
+        let secret = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: shop}}\nstringData: {{k: {value}}}\n"
+        );
+        let out = c.sealant(&["seal", "-R", recipients.to_str().unwrap()], Some(&secret));
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    c.apply(&seal("sealed", "one")).unwrap();
+    wait_value(&c, "shop", "sealed", "k", b"one");
+
+    // ExternalSecrets from moto, credentials read from the store's namespace
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "aws",
+        "-n",
+        "shop",
+        "--from-literal=id=x",
+        "--from-literal=key=y",
+    ])
+    .unwrap();
+    c.apply(&format!(
+        "apiVersion: sealant.dev/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: shop}}\nspec:\n  provider:\n    \
+         aws:\n      region: us-east-1\n      endpoint: {}\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws, \
+         key: id}}, secretAccessKeySecretRef: {{name: aws, key: key}}}}}}\n---\napiVersion: sealant.dev/v1\nkind: \
+         ExternalSecret\nmetadata: {{name: api, namespace: shop}}\nspec:\n  secretStoreRef: {{name: aws}}\n  data: \
+         [{{secretKey: token, remoteRef: {{key: shop/api, property: token}}}}]\n",
+        aws.http_url()
+    ))
+    .unwrap();
+    wait_value(&c, "shop", "api", "token", b"t0k");
+
+    // GitSync applying as a ServiceAccount that may write ConfigMaps in shop (impersonation)
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .current_dir(repo.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo.path().join("deploy")).unwrap();
+    std::fs::write(
+        repo.path().join("deploy/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-git, namespace: shop}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: deployer, namespace: shop}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: deployer, namespace: shop}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch, delete]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: deployer, namespace: shop}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}
+subjects: [{{kind: ServiceAccount, name: deployer, namespace: shop}}]
+---
+apiVersion: sealant.dev/v1
+kind: GitSync
+metadata: {{name: shop, namespace: shop}}
+spec: {{url: "file://{}", path: deploy, interval: 3s, serviceAccountName: deployer}}
+"#,
+        repo.path().display()
+    ))
+    .unwrap();
+    wait_for("the GitSync to apply", T, || {
+        c.get("configmap", "shop", "from-git")
+    });
+    assert!(
+        !controller.logs().contains("\"level\":\"ERROR\""),
+        "errors under the chart's RBAC:\n{}",
+        controller.logs()
+    );
+
+    // a permission taken out of the chart makes the flow fail: no creating Secrets for SealedSecrets
+    let role = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ClusterRole"
+                && d["rules"].as_array().is_some_and(|rules| {
+                    rules.iter().any(|r| {
+                        r["resources"]
+                            .as_array()
+                            .is_some_and(|rs| rs.iter().any(|x| x == "sealedsecrets"))
+                    })
+                })
+        })
+        .expect("a ClusterRole for SealedSecrets")
+        .clone();
+    let mut weakened = role.clone();
+    for rule in weakened["rules"].as_array_mut().unwrap() {
+        if rule["resources"]
+            .as_array()
+            .is_some_and(|rs| rs.iter().any(|x| x == "secrets"))
+        {
+            let verbs: Vec<Value> = rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| *v != "create")
+                .cloned()
+                .collect();
+            rule["verbs"] = Value::Array(verbs);
+        }
+    }
+    // the ExternalSecrets role may also grant creating Secrets: take it out there too
+    let mut others = Vec::new();
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] != role["metadata"]["name"])
+    {
+        let mut d = d.clone();
+        for rule in d["rules"].as_array_mut().into_iter().flatten() {
+            if rule["resources"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|x| x == "secrets"))
+            {
+                let verbs: Vec<Value> = rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|v| *v != "create")
+                    .cloned()
+                    .collect();
+                rule["verbs"] = Value::Array(verbs);
+            }
+        }
+        others.push(d);
+    }
+    for d in std::iter::once(&weakened).chain(others.iter()) {
+        c.apply(&serde_json::to_string(d).unwrap()).unwrap();
+    }
+    c.apply(&seal("blocked", "two")).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        c.get("secret", "shop", "blocked").is_none(),
+        "a Secret was created without the permission"
+    );
+    wait_for("the controller to report the refusal", T, || {
+        controller.logs().contains("forbidden").then_some(())
+    });
+    // ... and putting it back heals it
+    c.apply(&yaml).unwrap();
+    wait_value(&c, "shop", "blocked", "k", b"two");
+}
