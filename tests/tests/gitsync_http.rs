@@ -180,3 +180,45 @@ fn basic_auth_over_http_target_namespace_suspend_and_force() {
     assert_eq!(value(&c, "tenant", "settings").as_deref(), Some("three"));
     assert!(server.count(401) >= 1);
 }
+
+#[test]
+fn ssh_identity_and_known_hosts_from_a_secret() {
+    let sshd = support::Sshd::start();
+    let repos = Repos::new();
+    let repo = repos.init("over-ssh");
+    repo.write("deploy/cm.yaml", configmap("apps", "via-ssh", "yes", false));
+    let first = repo.commit("first");
+    let c = Cluster::start().expect("devcluster");
+    for ns in ["sealant", "apps"] {
+        c.kubectl_ok(&["create", "namespace", ns]).unwrap();
+    }
+    let dir = c.dir.path();
+    std::fs::write(dir.join("identity"), sshd.identity()).unwrap();
+    std::fs::write(dir.join("known_hosts"), sshd.known_hosts()).unwrap();
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "git-ssh",
+        "-n",
+        "apps",
+        &format!("--from-file=identity={}", dir.join("identity").display()),
+        &format!("--from-file=known_hosts={}", dir.join("known_hosts").display()),
+    ])
+    .unwrap();
+    let _controller = c.controller("gitops-ssh", &["--no-leader-election"]).unwrap();
+    c.apply(&format!(
+        "apiVersion: sealant.dev/v1\nkind: GitSync\nmetadata: {{name: ssh, namespace: apps}}\nspec:\n  url: {}\n  \
+         path: deploy\n  interval: 5s\n  secretRef: {{name: git-ssh}}\n",
+        sshd.url(&repos.root().join("over-ssh"))
+    ))
+    .unwrap();
+    wait_for("the ssh revision", T, || {
+        condition(&c, "ssh").filter(|x| x.3["lastAppliedRevision"] == first)
+    });
+    assert_eq!(value(&c, "apps", "via-ssh").as_deref(), Some("yes"));
+    let logs = c
+        .kubectl_ok(&["get", "gitsyncs,events.events.k8s.io", "-A", "-o", "json"])
+        .unwrap();
+    assert!(!logs.contains("PRIVATE KEY"));
+}
