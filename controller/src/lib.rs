@@ -14,4 +14,5 @@ pub mod leader;
 pub mod metrics;
 pub mod sealed;
 pub mod secretwriter;
+pub mod status;
 pub mod template;

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -454,20 +454,16 @@ async fn finish(ctx: &Context, es: &ExternalSecret, ns: &str, o: Outcome) -> Res
     {
         return Ok(());
     }
-    let transition = match old {
-        Some(c) if c.status == status_str => c.last_transition_time.clone(),
-        _ => Time(Timestamp::now()),
-    };
     let target = es.spec.target.name.clone().unwrap_or_else(|| es.name_any());
     let status = ExternalSecretStatus {
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: status_str.into(),
-            reason: o.reason.into(),
-            message: o.message.clone(),
-            observed_generation: es.metadata.generation,
-            last_transition_time: transition,
-        }],
+        conditions: vec![crate::status::condition(
+            "Ready",
+            o.ready,
+            o.reason,
+            &o.message,
+            es.metadata.generation,
+            &current.conditions,
+        )],
         refresh_time,
         synced_resource_version: synced,
         binding: Some(SecretBinding { name: target }),

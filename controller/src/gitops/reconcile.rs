@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -23,6 +23,7 @@ use super::apply::{Applier, ApplyError, Options};
 use super::load::{ObjectId, load};
 use crate::external::schedule::parse_go_duration;
 use crate::metrics::Metrics;
+use crate::status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -350,30 +351,6 @@ fn short(rev: &str) -> &str {
     &rev[..rev.len().min(12)]
 }
 
-fn condition(
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-    gs: &GitSync,
-    old: &[Condition],
-) -> Condition {
-    let s = if status { "True" } else { "False" };
-    let transition = old
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == s)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(Timestamp::now()));
-    Condition {
-        type_: type_.into(),
-        status: s.into(),
-        reason: reason.into(),
-        message: message.into(),
-        observed_generation: gs.metadata.generation,
-        last_transition_time: transition,
-    }
-}
-
 async fn finish(ctx: &Context, gs: &GitSync, ns: &str, o: Outcome) -> Result<(), kube::Error> {
     let current = gs.status.clone().unwrap_or_default();
     let stalled = matches!(
@@ -381,21 +358,28 @@ async fn finish(ctx: &Context, gs: &GitSync, ns: &str, o: Outcome) -> Result<(),
         "ValidationFailed" | "InvalidSpec" | "GitAuthFailed" | "PruneRefused"
     );
     let conditions = vec![
-        condition("Ready", o.ready, o.reason, &o.message, gs, &current.conditions),
-        condition(
+        status::condition(
+            "Ready",
+            o.ready,
+            o.reason,
+            &o.message,
+            gs.metadata.generation,
+            &current.conditions,
+        ),
+        status::condition(
             "Reconciling",
             false,
             if o.ready { "Succeeded" } else { o.reason },
             "",
-            gs,
+            gs.metadata.generation,
             &current.conditions,
         ),
-        condition(
+        status::condition(
             "Stalled",
             stalled,
             o.reason,
             if stalled { &o.message } else { "" },
-            gs,
+            gs.metadata.generation,
             &current.conditions,
         ),
     ];

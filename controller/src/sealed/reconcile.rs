@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -154,18 +153,14 @@ async fn write_status(
     if same && current.observed_generation == ss.metadata.generation {
         return Ok(false);
     }
-    let transition = match old {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(jiff::Timestamp::now()),
-    };
-    let condition = Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason: reason.as_str().into(),
-        message: message.into(),
-        observed_generation: ss.metadata.generation,
-        last_transition_time: transition,
-    };
+    let condition = crate::status::condition(
+        "Ready",
+        status == "True",
+        reason.as_str(),
+        message,
+        ss.metadata.generation,
+        &current.conditions,
+    );
     let new = SealedSecretStatus {
         conditions: vec![condition],
         observed_generation: ss.metadata.generation,
