@@ -1,0 +1,182 @@
+//! Scenario 1: unseal throughput on one thread, next to the raw X25519 bound (one Diffie-Hellman per value is the
+//! floor of any age unseal) and RSA-4096 OAEP-SHA256 decrypt (what Bitnami's controller pays per value), all
+//! measured in this run on the same core.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand_core::{OsRng, RngCore};
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey, sha2::Sha256};
+use sealant_seal::{Identity, Keyring, Scope, Target, seal};
+use serde_json::json;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::Settings;
+use crate::report::Report;
+
+/// Runs `f` (which does `per_call` operations) until `min` has passed; returns operations per second.
+fn rate(min: Duration, per_call: usize, mut f: impl FnMut()) -> (f64, u64) {
+    f(); // warm-up
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < min {
+        f();
+        ops += per_call as u64;
+    }
+    (ops as f64 / start.elapsed().as_secs_f64(), ops)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(s: &Settings, report: &mut Report) -> Result<()> {
+    let (values, min, rounds, rsa_bits) = if s.quick {
+        (50, Duration::from_millis(100), 1, 2048)
+    } else {
+        (1_000, Duration::from_secs(2), 5, 4096)
+    };
+
+    // sealed values as the controller sees them: 32-byte values, strict scope, one recipient
+    let identity = Identity::generate();
+    let recipient = identity.recipient().clone();
+    let fingerprints = vec![identity.fingerprint()];
+    let keyring = Keyring::new([identity]);
+    let names: Vec<String> = (0..values).map(|i| format!("key{i}")).collect();
+    let mut sealed = Vec::with_capacity(values);
+    for name in &names {
+        let mut v = [0u8; 32];
+        OsRng.fill_bytes(&mut v);
+        let target = Target {
+            namespace: "bench",
+            name: "app",
+            key: name,
+        };
+        sealed.push(seal(
+            std::slice::from_ref(&recipient),
+            Scope::Strict,
+            &target,
+            &v,
+        )?);
+    }
+    let unseal_all = || {
+        for (name, text) in names.iter().zip(&sealed) {
+            let target = Target {
+                namespace: "bench",
+                name: "app",
+                key: name,
+            };
+            let u = keyring.unseal(&fingerprints, &target, text).expect("unseal");
+            black_box(u);
+        }
+    };
+
+    // raw X25519: a fixed identity times varying ephemeral public keys, as in unsealing
+    let secret = StaticSecret::random_from_rng(OsRng);
+    let publics: Vec<PublicKey> = (0..64)
+        .map(|_| PublicKey::from(&StaticSecret::random_from_rng(OsRng)))
+        .collect();
+    let dh_all = || {
+        for p in &publics {
+            black_box(secret.diffie_hellman(black_box(p)));
+        }
+    };
+
+    // interleave the measurements in rounds so that load from other processes hits all of them alike
+    let (mut unseal_rates, mut dh_rates) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        unseal_rates.push(rate(min, values, unseal_all).0);
+        dh_rates.push(rate(min, publics.len(), dh_all).0);
+    }
+    let unseal_rate = median(unseal_rates.clone());
+    let dh_rate = median(dh_rates.clone());
+
+    let mut rsa_json = json!({"status": "skipped"});
+    let mut rsa_rate = None;
+    if !s.skip_rsa {
+        let t = Instant::now();
+        let key = RsaPrivateKey::new(&mut OsRng, rsa_bits).context("RSA key generation")?;
+        let keygen = t.elapsed();
+        let public = RsaPublicKey::from(&key);
+        let mut value = [0u8; 32];
+        OsRng.fill_bytes(&mut value);
+        let ciphertext = public.encrypt(&mut OsRng, Oaep::new::<Sha256>(), &value)?;
+        let mut rates = Vec::new();
+        for _ in 0..rounds {
+            rates.push(
+                rate(min, 1, || {
+                    let plain = key
+                        .decrypt(Oaep::new::<Sha256>(), black_box(&ciphertext))
+                        .expect("RSA decrypt");
+                    black_box(plain);
+                })
+                .0,
+            );
+        }
+        let r = median(rates.clone());
+        rsa_rate = Some(r);
+        rsa_json = json!({
+            "bits": rsa_bits,
+            "padding": "OAEP-SHA256",
+            "keygen_s": keygen.as_secs_f64(),
+            "decrypts_per_s": r,
+            "rounds": rates,
+        });
+    }
+
+    let target = 20_000.0;
+    report.row(
+        "unseal",
+        "sealant unseal, values/s (1 thread)",
+        format!("{unseal_rate:.0}"),
+        ">= 20000/core",
+    );
+    report.row(
+        "unseal",
+        "X25519 DH bound, ops/s (1 thread)",
+        format!("{dh_rate:.0}"),
+        "",
+    );
+    report.row(
+        "unseal",
+        "unseal / X25519 bound",
+        format!("{:.2}", unseal_rate / dh_rate),
+        "",
+    );
+    if let Some(r) = rsa_rate {
+        report.row(
+            "unseal",
+            &format!("RSA-{rsa_bits} OAEP decrypt, values/s"),
+            format!("{r:.0}"),
+            "",
+        );
+        report.row(
+            "unseal",
+            &format!("unseal / RSA-{rsa_bits} decrypt"),
+            format!("{:.1}x", unseal_rate / r),
+            "",
+        );
+    }
+    report.scenario(
+        "unseal",
+        json!({
+            "status": "done",
+            "values": values,
+            "value_bytes": 32,
+            "rounds": rounds,
+            "min_seconds_per_round": min.as_secs_f64(),
+            "unseal_values_per_s": unseal_rate,
+            "unseal_rounds": unseal_rates,
+            "x25519_ops_per_s": dh_rate,
+            "x25519_rounds": dh_rates,
+            "unseal_over_x25519": unseal_rate / dh_rate,
+            "rsa": rsa_json,
+            "unseal_over_rsa": rsa_rate.map(|r| unseal_rate / r),
+            "target_values_per_s": target,
+            "meets_target": unseal_rate >= target,
+        }),
+    );
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Runs the harness's quick mode of the unseal scenario, so that `cargo test` exercises it (the figures of a
+//! debug build with tiny sizes mean nothing; scripts/bench.sh runs the real thing in release).
+
+use std::process::Command;
+
+#[test]
+fn quick_unseal_scenario_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_sealant-bench"))
+        .args(["--quick", "--skip-rsa", "--scenario", "unseal", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let unseal = &json["unseal"];
+    assert_eq!(unseal["status"], "done");
+    assert!(unseal["unseal_values_per_s"].as_f64().unwrap() > 0.0);
+    assert!(unseal["x25519_ops_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["machine"]["quick"], true);
+}
