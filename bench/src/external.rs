@@ -316,25 +316,7 @@ fn measure(
             })
         })
         .collect();
-    let threads = 4;
-    std::thread::scope(|scope| -> Result<()> {
-        let handles: Vec<_> = (0..threads)
-            .map(|k| {
-                let all = &all;
-                scope.spawn(move || -> Result<()> {
-                    for obj in all.iter().skip(k).step_by(threads) {
-                        api.create("/apis/sealant.dev/v1/namespaces/bench-es/externalsecrets", obj)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("creator thread panicked"))??;
-        }
-        Ok(())
-    })?;
+    api.create_all("/apis/sealant.dev/v1/namespaces/bench-es/externalsecrets", &all)?;
 
     let start = Instant::now();
     let mut ctl = Controller::start(bin, kubeconfig, dir, name)?;
