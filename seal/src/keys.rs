@@ -9,6 +9,7 @@ use ring::digest;
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
+use crate::x25519::X25519Key;
 
 /// A short, stable name for a recipient: the first 8 bytes of SHA-256 over the recipient's
 /// canonical `age1…` string, as 16 lowercase hex digits.
@@ -91,6 +92,8 @@ impl Eq for Recipient {}
 #[derive(Clone)]
 pub struct Identity {
     inner: age::x25519::Identity,
+    /// The same secret with its public key precomputed, used to unseal.
+    key: X25519Key,
     recipient: Recipient,
 }
 
@@ -98,15 +101,30 @@ impl Identity {
     /// A new random identity.
     pub fn generate() -> Self {
         Self::from_age(age::x25519::Identity::generate())
+            .expect("a generated age identity encodes as a valid AGE-SECRET-KEY-1 string")
     }
 
-    fn from_age(inner: age::x25519::Identity) -> Self {
+    /// `None` only if age hands out an identity whose text is not a 32-byte Bech32 key (it never does).
+    fn from_age(inner: age::x25519::Identity) -> Option<Self> {
+        let text = inner.to_string();
+        let (_, bytes) = bech32::decode(text.expose_secret()).ok()?;
+        let bytes = Zeroizing::new(bytes);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        if bytes.len() != secret.len() {
+            return None;
+        }
+        secret.copy_from_slice(&bytes);
+        let key = X25519Key::new(*secret);
         let public = inner.to_public();
         let recipient = Recipient {
             text: public.to_string(),
             inner: public,
         };
-        Identity { inner, recipient }
+        Some(Identity {
+            inner,
+            key,
+            recipient,
+        })
     }
 
     pub fn recipient(&self) -> &Recipient {
@@ -130,8 +148,8 @@ impl Identity {
         out
     }
 
-    pub(crate) fn age(&self) -> &age::x25519::Identity {
-        &self.inner
+    pub(crate) fn key(&self) -> &X25519Key {
+        &self.key
     }
 }
 
@@ -139,8 +157,9 @@ impl FromStr for Identity {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         age::x25519::Identity::from_str(s.trim())
-            .map(Self::from_age)
-            .map_err(|_| KeyError::InvalidIdentity { line: 1 })
+            .ok()
+            .and_then(Self::from_age)
+            .ok_or(KeyError::InvalidIdentity { line: 1 })
     }
 }
 
@@ -165,8 +184,9 @@ pub fn parse_identities(text: &str) -> Result<Vec<Identity>, KeyError> {
     let ids = content_lines(text)
         .map(|(line, l)| {
             age::x25519::Identity::from_str(l)
-                .map(Identity::from_age)
-                .map_err(|_| KeyError::InvalidIdentity { line })
+                .ok()
+                .and_then(Identity::from_age)
+                .ok_or(KeyError::InvalidIdentity { line })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() {
@@ -217,7 +237,18 @@ impl Keyring {
 
     /// The identities among `fingerprints`, in the order given.
     pub fn select<'a>(&'a self, fingerprints: &'a [Fingerprint]) -> impl Iterator<Item = &'a Identity> + 'a {
-        fingerprints.iter().filter_map(|f| self.by_fingerprint.get(f))
+        self.select_indexed(fingerprints).map(|(_, id)| id)
+    }
+
+    /// Like [`Keyring::select`], with each identity's position in `fingerprints`.
+    pub(crate) fn select_indexed<'a>(
+        &'a self,
+        fingerprints: &'a [Fingerprint],
+    ) -> impl Iterator<Item = (usize, &'a Identity)> + 'a {
+        fingerprints
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| self.by_fingerprint.get(f).map(|id| (i, id)))
     }
 }
 
@@ -235,6 +266,17 @@ mod tests {
         let dbg = format!("{id:?}");
         assert!(!dbg.contains("AGE-SECRET-KEY"), "{dbg}");
         assert!(dbg.contains(&id.recipient().to_string()));
+    }
+
+    #[test]
+    fn precomputed_public_key_is_the_recipient() {
+        for _ in 0..4 {
+            let id = Identity::generate();
+            let (_, public) = bech32::decode(&id.recipient().to_string()).unwrap();
+            assert_eq!(&public[..], &id.key().public()[..]);
+            let back: Identity = id.to_secret_string().parse().unwrap();
+            assert_eq!(back.key().public(), id.key().public());
+        }
     }
 
     #[test]

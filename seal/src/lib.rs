@@ -12,6 +12,7 @@ mod error;
 mod frame;
 mod keys;
 mod sealing;
+mod x25519;
 
 pub use error::{KeyError, SealError, UnsealError};
 pub use frame::{FRAME_MAGIC, FRAME_VERSION, Frame, Scope, Target};

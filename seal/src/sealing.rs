@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use crate::error::{SealError, UnsealError};
 use crate::frame::{Frame, Scope, Target};
 use crate::keys::{Fingerprint, Identity, Keyring, Recipient};
+use crate::x25519::Hinted;
 
 /// A decrypted value: zeroized on drop, never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,12 +78,17 @@ pub fn unseal<'a>(
     target: &Target<'_>,
     sealed: &str,
 ) -> Result<Unsealed, UnsealError> {
+    let keys: Vec<_> = identities.into_iter().map(|i| i.key().hinted(None)).collect();
+    unseal_with(&keys, target, sealed)
+}
+
+fn unseal_with(keys: &[Hinted<'_>], target: &Target<'_>, sealed: &str) -> Result<Unsealed, UnsealError> {
     let bytes = STANDARD
         .decode(sealed.trim().as_bytes())
         .map_err(|_| UnsealError::Encoding)?;
     let decryptor = age::Decryptor::new_buffered(&bytes[..]).map_err(map_age_error)?;
     let mut reader = decryptor
-        .decrypt(identities.into_iter().map(|i| i.age() as &dyn age::Identity))
+        .decrypt(keys.iter().map(|k| k as &dyn age::Identity))
         .map_err(map_age_error)?;
     let mut plain = Zeroizing::new(Vec::with_capacity(bytes.len()));
     reader
@@ -106,15 +112,19 @@ fn map_age_error(e: age::DecryptError) -> UnsealError {
 
 impl Keyring {
     /// Unseals with the identity named by `fingerprints` (the object's `spec.recipients`), without trying
-    /// every key the keyring holds.
+    /// every key the keyring holds. The position of a fingerprint is the position of its recipient stanza
+    /// (values are sealed to the recipients in that order), so each key tries its own stanza first.
     pub fn unseal(
         &self,
         fingerprints: &[Fingerprint],
         target: &Target<'_>,
         sealed: &str,
     ) -> Result<Unsealed, UnsealError> {
-        let mut chosen = self.select(fingerprints).peekable();
-        if chosen.peek().is_none() {
+        let keys: Vec<_> = self
+            .select_indexed(fingerprints)
+            .map(|(i, id)| id.key().hinted(Some(i)))
+            .collect();
+        if keys.is_empty() {
             let fingerprints = fingerprints
                 .iter()
                 .map(Fingerprint::as_str)
@@ -122,7 +132,7 @@ impl Keyring {
                 .join(", ");
             return Err(UnsealError::UnknownKey { fingerprints });
         }
-        unseal(chosen, target, sealed)
+        unseal_with(&keys, target, sealed)
     }
 }
 
@@ -209,6 +219,46 @@ mod tests {
                 .as_bytes(),
             b"x"
         );
+    }
+
+    #[test]
+    fn keyring_opens_any_stanza_whatever_the_order_of_fingerprints() {
+        let a = Identity::generate();
+        let b = Identity::generate();
+        let c = Identity::generate();
+        let sealed = seal(
+            &[
+                a.recipient().clone(),
+                b.recipient().clone(),
+                c.recipient().clone(),
+            ],
+            Scope::Strict,
+            &T,
+            b"v",
+        )
+        .unwrap();
+        let (fa, fb, fc) = (a.fingerprint(), b.fingerprint(), c.fingerprint());
+        for id in [&a, &b, &c] {
+            let ring = Keyring::new([id.clone()]);
+            // The right order (the hint points at its stanza), a wrong one (the hint misses), and a lone one.
+            for fps in [
+                vec![fa.clone(), fb.clone(), fc.clone()],
+                vec![fc.clone(), fa.clone(), fb.clone()],
+                vec![id.fingerprint()],
+            ] {
+                let u = ring.unseal(&fps, &T, &sealed).unwrap();
+                assert_eq!(u.value.as_bytes(), b"v");
+            }
+        }
+        let stranger = Keyring::new([Identity::generate()]);
+        let fps = stranger
+            .identities()
+            .map(Identity::fingerprint)
+            .collect::<Vec<_>>();
+        assert!(matches!(
+            stranger.unseal(&fps, &T, &sealed),
+            Err(UnsealError::NoMatchingIdentity)
+        ));
     }
 
     #[test]
