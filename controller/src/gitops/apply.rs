@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures::{StreamExt, stream};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Discovery, Scope};
 use kube::{Client, ResourceExt};
@@ -52,6 +53,21 @@ impl ApplyError {
             ApplyError::EmptyPrune(_) => "PruneRefused",
             ApplyError::Kube(_) => "ApplyFailed",
         }
+    }
+}
+
+/// Requests a GitSync keeps in flight while it dry-runs or applies one stage (kubectl sends one at a time).
+const CONCURRENCY: usize = 16;
+
+/// Server-side dry-run of one object. With `force`, an immutable-field change is allowed through (the write
+/// recreates the object).
+async fn dry_run(api: &Api<DynamicObject>, o: &Object, value: &Value, force: bool) -> Result<(), ApplyError> {
+    let pp = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    match api.patch(&o.name, &pp, &Patch::Apply(value)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 422 && force => Ok(()),
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 404 | 422) => Err(invalid(o, s.message)),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -227,6 +243,7 @@ impl Applier {
             .filter(|o| o.group().is_empty() && o.kind == "Namespace")
             .map(|o| o.name.as_str())
             .collect();
+        let mut checks = Vec::with_capacity(objects.len());
         for o in objects {
             if defined.contains(&(o.group().to_owned(), o.kind.clone())) {
                 continue;
@@ -247,57 +264,74 @@ impl Applier {
                 continue;
             }
             let api = self.api(&ar, &caps, value["metadata"]["namespace"].as_str());
-            let pp = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-            if let Err(e) = api.patch(&o.name, &pp, &Patch::Apply(&value)).await {
-                match e {
-                    // an immutable field changed: with spec.force the write recreates the object
-                    kube::Error::Api(s) if s.code == 422 && opts.force => {}
-                    kube::Error::Api(s)
-                        if s.code == 400 || s.code == 422 || s.code == 403 || s.code == 404 =>
-                    {
-                        return Err(invalid(o, s.message));
+            checks.push((o, api, value));
+        }
+        // The dry-runs go out CONCURRENCY at a time; the first failure in file order is the one reported.
+        // (The futures are made first: a stream combinator holding the closure trips up Send inference.)
+        let checks: Vec<_> = checks
+            .into_iter()
+            .map(|(o, api, value)| async move { dry_run(&api, o, &value, opts.force).await })
+            .collect();
+        let results: Vec<Result<(), ApplyError>> = stream::iter(checks).buffered(CONCURRENCY).collect().await;
+        results.into_iter().collect::<Result<(), ApplyError>>()?;
+        // 2. staged apply: the objects of a stage concurrently, the stages in order
+        let ordered = ordered(objects);
+        for stage in [Stage::Definitions, Stage::Secrets, Stage::Workloads] {
+            let mut batch = Vec::new();
+            for (_, o) in ordered.iter().filter(|(s, _)| *s == stage) {
+                let Some((ar, caps)) = self.resolve(o.group(), o.version(), &o.kind).await? else {
+                    return Err(invalid(
+                        o,
+                        format!("the cluster knows no kind {} in {}", o.kind, o.api_version),
+                    ));
+                };
+                let (value, id) = self.prepare(o, &caps, opts);
+                let api = self.api(&ar, &caps, id.namespace.as_deref());
+                batch.push((*o, api, value, id, ar, caps));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let this = &*self;
+            let writes: Vec<_> = batch
+                .iter()
+                .map(|(o, api, value, _, _, _)| async move {
+                    let unchanged = !revision_changed
+                        && match api.get_opt(&o.name).await? {
+                            Some(current) => {
+                                contains(&serde_json::to_value(&current).unwrap_or_default(), value)
+                            }
+                            None => false,
+                        };
+                    if !unchanged {
+                        this.write(api, o, value, opts.force).await?;
                     }
-                    other => return Err(other.into()),
+                    Ok::<bool, ApplyError>(!unchanged)
+                })
+                .collect();
+            let results: Vec<Result<bool, ApplyError>> =
+                stream::iter(writes).buffered(CONCURRENCY).collect().await;
+            // Count what was written before reporting a failure: those writes happened.
+            let mut failed = None;
+            for r in results {
+                match r {
+                    Ok(true) => report.written += 1,
+                    Ok(false) => report.unchanged += 1,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
                 }
             }
-        }
-        // 2. staged apply
-        let mut current_stage = Stage::Definitions;
-        let mut stage_objects: Vec<(Value, ApiResource, ApiCapabilities)> = Vec::new();
-        for (stage, o) in ordered(objects) {
-            if stage != current_stage {
-                self.after_stage(current_stage, &stage_objects, opts, started)
-                    .await?;
-                stage_objects.clear();
-                current_stage = stage;
+            if let Some(e) = failed {
+                return Err(e);
             }
-            let Some((ar, caps)) = self.resolve(o.group(), o.version(), &o.kind).await? else {
-                return Err(invalid(
-                    o,
-                    format!("the cluster knows no kind {} in {}", o.kind, o.api_version),
-                ));
-            };
-            let (value, id) = self.prepare(o, &caps, opts);
-            let api = self.api(&ar, &caps, id.namespace.as_deref());
-            let unchanged = if revision_changed {
-                false
-            } else {
-                match api.get_opt(&o.name).await? {
-                    Some(current) => contains(&serde_json::to_value(&current).unwrap_or_default(), &value),
-                    None => false,
-                }
-            };
-            if unchanged {
-                report.unchanged += 1;
-            } else {
-                self.write(&api, o, &value, opts.force).await?;
-                report.written += 1;
+            let mut stage_objects = Vec::with_capacity(batch.len());
+            for (o, _, value, id, ar, caps) in batch {
+                report.applied.push((id, o.version().to_owned()));
+                stage_objects.push((value, ar, caps));
             }
-            report.applied.push((id, o.version().to_owned()));
-            stage_objects.push((value, ar, caps));
+            self.after_stage(stage, &stage_objects, opts, started).await?;
         }
-        self.after_stage(current_stage, &stage_objects, opts, started)
-            .await?;
         // 3. prune
         if prune {
             let now: BTreeSet<ObjectId> = report.applied.iter().map(|(id, _)| id.clone()).collect();
