@@ -4,7 +4,9 @@
 //! time (the start of their refresh tick). When anything asked for is stale, the coalescer sweeps: it fetches,
 //! in one call to the provider, every key any caller asked for recently that is stale too, so the first
 //! ExternalSecret of a tick refreshes the whole store and the others read the result. Concurrent callers wait
-//! for a running sweep instead of starting their own. Failures are kept only briefly, so a retry fetches again.
+//! for a running sweep instead of starting their own; what they ask for is registered before they wait, so the
+//! next sweep fetches it for all of them at once (at start-up, 2,000 ExternalSecrets over 100 keys make a
+//! handful of sweeps, not one per key). Failures are kept only briefly, so a retry fetches again.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -25,14 +27,13 @@ struct Entry<V, E> {
     result: Result<V, E>,
 }
 
-struct State<K, V, E> {
-    entries: HashMap<K, Entry<V, E>>,
-    requested: HashMap<K, Instant>,
-}
-
 /// The per-store fetch cache and sweeper.
 pub struct Coalescer<K, V, E> {
-    state: Arc<tokio::sync::Mutex<State<K, V, E>>>,
+    /// The fetched values; held across a sweep, so callers queue here.
+    entries: Arc<tokio::sync::Mutex<HashMap<K, Entry<V, E>>>>,
+    /// When each key was last asked for; written before a caller queues for `entries`, never held across an
+    /// await.
+    requested: Arc<std::sync::Mutex<HashMap<K, Instant>>>,
     fetch: FetchFn<K, V, E>,
     retention: Duration,
 }
@@ -40,7 +41,8 @@ pub struct Coalescer<K, V, E> {
 impl<K, V, E> Clone for Coalescer<K, V, E> {
     fn clone(&self) -> Self {
         Coalescer {
-            state: self.state.clone(),
+            entries: self.entries.clone(),
+            requested: self.requested.clone(),
             fetch: self.fetch.clone(),
             retention: self.retention,
         }
@@ -64,10 +66,8 @@ where
     /// `retention`: a key nobody asked for in this long is forgotten (and no longer swept).
     pub fn new(fetch: FetchFn<K, V, E>, retention: Duration) -> Self {
         Coalescer {
-            state: Arc::new(tokio::sync::Mutex::new(State {
-                entries: HashMap::new(),
-                requested: HashMap::new(),
-            })),
+            entries: Arc::default(),
+            requested: Arc::default(),
             fetch,
             retention,
         }
@@ -75,28 +75,32 @@ where
 
     /// The value of each key, fetched at or after `fresh_since`.
     pub async fn get(&self, keys: &[K], fresh_since: Instant) -> HashMap<K, Result<V, E>> {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        for k in keys {
-            state.requested.insert(k.clone(), now);
+        {
+            let now = Instant::now();
+            let mut requested = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+            for k in keys {
+                requested.insert(k.clone(), now);
+            }
         }
+        let mut entries = self.entries.lock().await;
+        let now = Instant::now();
         let is_fresh = |e: &Entry<V, E>| {
             e.fetched_at >= fresh_since
                 && (e.result.is_ok() || now.saturating_duration_since(e.fetched_at) < ERROR_TTL)
         };
-        let all_fresh = keys.iter().all(|k| state.entries.get(k).is_some_and(is_fresh));
+        let all_fresh = keys.iter().all(|k| entries.get(k).is_some_and(is_fresh));
         if !all_fresh {
-            let retention = self.retention;
-            state
-                .requested
-                .retain(|_, at| now.saturating_duration_since(*at) <= retention);
-            let State { entries, requested } = &mut *state;
-            entries.retain(|k, _| requested.contains_key(k));
-            let stale: Vec<K> = requested
-                .keys()
-                .filter(|k| !entries.get(*k).is_some_and(is_fresh))
-                .cloned()
-                .collect();
+            let stale: Vec<K> = {
+                let mut requested = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+                let retention = self.retention;
+                requested.retain(|_, at| now.saturating_duration_since(*at) <= retention);
+                entries.retain(|k, _| requested.contains_key(k));
+                requested
+                    .keys()
+                    .filter(|k| !entries.get(*k).is_some_and(is_fresh))
+                    .cloned()
+                    .collect()
+            };
             tracing::debug!(stale = stale.len(), asked = keys.len(), "sweeping the store");
             let fetched = (self.fetch)(stale).await;
             for (k, result) in fetched {
@@ -110,13 +114,13 @@ where
             }
         }
         keys.iter()
-            .filter_map(|k| state.entries.get(k).map(|e| (k.clone(), e.result.clone())))
+            .filter_map(|k| entries.get(k).map(|e| (k.clone(), e.result.clone())))
             .collect()
     }
 
     /// How many keys are remembered.
     pub async fn len(&self) -> usize {
-        self.state.lock().await.requested.len()
+        self.requested.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub async fn is_empty(&self) -> bool {
@@ -191,6 +195,29 @@ mod tests {
         let calls = calls.lock().unwrap().clone();
         assert_eq!(calls.len(), 3, "{calls:?}");
         assert_eq!(calls[2], vec![1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_queued_behind_a_sweep_share_the_next_one() {
+        let calls: Calls = Arc::default();
+        let c = Coalescer::new(fetcher(calls.clone(), Arc::default()), Duration::from_secs(600));
+        let tick = Instant::now();
+        // 200 first contacts over 40 distinct keys at once, as at a controller start
+        let mut handles = Vec::new();
+        for i in 0..200u32 {
+            let c = c.clone();
+            handles.push(tokio::spawn(
+                async move { (i % 40, c.get(&[i % 40], tick).await) },
+            ));
+        }
+        for h in handles {
+            let (k, got) = h.await.unwrap();
+            assert_eq!(got[&k], Ok(k * 10));
+        }
+        let calls = calls.lock().unwrap().clone();
+        assert!(calls.len() <= 2, "{} sweeps: {calls:?}", calls.len());
+        let fetched: std::collections::BTreeSet<u32> = calls.iter().flatten().copied().collect();
+        assert_eq!(fetched.len(), 40);
     }
 
     #[tokio::test(start_paused = true)]
