@@ -10,10 +10,12 @@ use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use sealant_controller::events::Recorder;
 use sealant_controller::external::reconcile as external;
 use sealant_controller::external::stores::Registry;
 use sealant_controller::gitops::reconcile as gitops;
@@ -217,18 +219,15 @@ async fn run(config: Config) -> Result<()> {
         keys_changed_rx.clone(),
     ));
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "sealant-controller".into(),
-            instance: Some(identity.clone()),
-        },
-    );
+    let recorder = Recorder::new(client.clone(), "sealant-controller", &identity);
+    // Owned Secrets only trigger reconciles: their metadata is enough, their data is never held.
     let owned_secrets = || {
-        (
-            Api::<Secret>::all(client.clone()),
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
+        .default_backoff()
+        .touched_objects()
     };
     let mut object_config = watcher::Config::default();
     if let Some(sel) = &config.shard_selector {
@@ -263,10 +262,10 @@ async fn run(config: Config) -> Result<()> {
             metrics: metrics.clone(),
             recorder: recorder.clone(),
         });
-        let (secrets, secrets_config) = owned_secrets();
+        let (store, objects) = trimmed_watch(Api::<SealedSecret>::all(client.clone()), object_config.clone());
         running.push(
-            Controller::new(Api::<SealedSecret>::all(client.clone()), object_config.clone())
-                .owns(secrets, secrets_config)
+            Controller::for_stream(objects, store)
+                .owns_stream(owned_secrets())
                 .reconcile_all_on(tokio_stream_from_watch(keys_changed_rx.clone()))
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
@@ -283,10 +282,11 @@ async fn run(config: Config) -> Result<()> {
             registry: Registry::new(metrics.provider_call_counter(), Duration::from_secs(3 * 3600)),
             failures: Default::default(),
         });
-        let (secrets, secrets_config) = owned_secrets();
+        let (store, objects) =
+            trimmed_watch(Api::<ExternalSecret>::all(client.clone()), object_config.clone());
         running.push(
-            Controller::new(Api::<ExternalSecret>::all(client.clone()), object_config.clone())
-                .owns(secrets, secrets_config)
+            Controller::for_stream(objects, store)
+                .owns_stream(owned_secrets())
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
                 .run(external::reconcile, external::error_policy, ctx)
@@ -302,8 +302,9 @@ async fn run(config: Config) -> Result<()> {
             recorder.clone(),
             config.git_cache_dir.clone(),
         ));
+        let (store, objects) = trimmed_watch(Api::<GitSync>::all(client.clone()), object_config.clone());
         running.push(
-            Controller::new(Api::<GitSync>::all(client.clone()), object_config.clone())
+            Controller::for_stream(objects, store)
                 .with_config(controller_config.clone())
                 .graceful_shutdown_on(stopped())
                 .run(gitops::reconcile, gitops::error_policy, ctx)
@@ -329,6 +330,39 @@ async fn run(config: Config) -> Result<()> {
     warn!("shut down");
     Ok(())
 }
+
+/// A controller's watch and store of the objects it reconciles, kept without `managedFields` and kubectl's
+/// last-applied-configuration annotation: no reconciler reads them, and at 10,000 objects they are most of
+/// what the store would hold.
+fn trimmed_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let objects = watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut K| {
+            o.managed_fields_mut().clear();
+            o.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+        })
+        .reflect(writer)
+        .applied_objects();
+    (reader, objects)
+}
+
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Logs what a controller stream reports as failed: watch errors (e.g. a missing permission) and reconcile errors.
 fn report_errors<K, E1: std::fmt::Display, E2: std::fmt::Display>(

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::Recorder;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use sealant_crds::{GitSync, GitSyncStatus, Inventory, InventoryEntry};
 use sealant_gitsource::{Auth, Fetcher, GitError, Reference, Source};
