@@ -41,7 +41,7 @@ use tracing::info;
 
 pub use auth::UserInfo;
 pub use errors::ApiError;
-pub use faults::{FaultConfig, VerbFault};
+pub use faults::{FaultConfig, FaultStats, VerbFault};
 
 /// Errors starting or driving a devcluster.
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +273,17 @@ impl Handle {
     /// The current fault configuration.
     pub fn faults(&self) -> FaultConfig {
         self.app.faults.get()
+    }
+
+    /// What fault injection did so far (requests subject to faults, errors by verb and code, watches dropped,
+    /// 410s answered).
+    pub fn fault_stats(&self) -> FaultStats {
+        self.app.faults.stats()
+    }
+
+    /// Resets the fault counters to zero.
+    pub fn reset_fault_stats(&self) {
+        self.app.faults.reset_stats();
     }
 
     /// Turns RBAC enforcement on or off.

@@ -455,10 +455,10 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
                 path: path.clone(),
             };
             authz(&app, &ctx.user, &attrs)?;
-            if let Some(lat) = app.faults.latency() {
+            if let Some(lat) = app.faults.latency(&ctx.user.name) {
                 tokio::time::sleep(lat).await;
             }
-            if let Some(code) = app.faults.roll(verb) {
+            if let Some(code) = app.faults.roll(verb, &ctx.user.name) {
                 warn!(verb, code, "injected fault");
                 return Err(injected(
                     code,
@@ -507,12 +507,19 @@ fn devcluster_admin(app: &App, ctx: &Ctx, rest: &str, body: &[u8]) -> Result<Res
         ("PUT" | "POST", "faults") => {
             let cfg: FaultConfig = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid fault config: {e}")))?;
+            cfg.validate()
+                .map_err(|e| ApiError::bad_request(format!("invalid fault config: {e}")))?;
             app.faults.set(cfg);
             Ok(json_response(StatusCode::OK, &json!(app.faults.get())))
         }
         ("DELETE", "faults") => {
             app.faults.set(FaultConfig::default());
             Ok(json_response(StatusCode::OK, &json!(app.faults.get())))
+        }
+        ("GET", "faults/stats") => Ok(json_response(StatusCode::OK, &json!(app.faults.stats()))),
+        ("DELETE", "faults/stats") => {
+            app.faults.reset_stats();
+            Ok(json_response(StatusCode::OK, &json!(app.faults.stats())))
         }
         ("POST", "compact") => {
             let mut st = app.store.lock();

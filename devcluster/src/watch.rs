@@ -174,8 +174,7 @@ pub fn start(
             ))
         })?),
     };
-    let faults = app.faults.get();
-    if since.is_some() && faults.force_watch_expired {
+    if since.is_some() && app.faults.expire_watch(&ctx.user.name) {
         let e = ApiError::expired(format!(
             "too old resource version: {} (injected)",
             since.unwrap_or_default()
@@ -199,8 +198,9 @@ pub fn start(
         (initial, sub)
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let drop_after =
-        (faults.watch_drop_after_ms > 0).then(|| Duration::from_millis(faults.watch_drop_after_ms));
+    let drop_after = app.faults.watch_drop_after(&ctx.user.name);
+    let dropping = drop_after.is_some_and(|d| d < timeout);
+    let counters = Arc::clone(&app);
     let mut shutdown = app.shutdown.clone();
     let interval = app.bookmark_interval;
     tokio::spawn(async move {
@@ -243,7 +243,12 @@ pub fn start(
                 _ = ticker.tick(), if bookmarks => {
                     if tx.send(filter.bookmark(last_rv, false)).await.is_err() { return; }
                 }
-                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    if dropping {
+                        counters.faults.count_watch_dropped();
+                    }
+                    return;
+                }
                 _ = shutdown.changed() => return,
                 _ = tx.closed() => return,
             }

@@ -1592,6 +1592,123 @@ async fn fault_injection_errors_latency_and_admin_endpoint() {
 }
 
 #[tokio::test]
+async fn fault_mix_per_user_and_counters() {
+    let (h, admin) = start().await;
+    h.add_user_token("chaos-token", "chaos", &["system:masters"]);
+    let chaos = client_with_token(&h, "chaos-token").await;
+    let api: Api<ConfigMap> = Api::namespaced(chaos.clone(), "default");
+    let admin_api: Api<ConfigMap> = Api::namespaced(admin.clone(), "default");
+    // 30% 503 and 20% 409 on create, as one draw: about half the creates fail, with both codes
+    h.set_faults(FaultConfig {
+        error_mix: BTreeMap::from([(
+            "create".into(),
+            vec![
+                VerbFault { rate: 0.3, code: 503 },
+                VerbFault { rate: 0.2, code: 409 },
+            ],
+        )]),
+        watch_drop_after_ms: 200,
+        force_watch_expired: true,
+        only_users: vec!["chaos".into()],
+        ..FaultConfig::default()
+    });
+    let (mut created, mut c503, mut c409) = (0u64, 0u64, 0u64);
+    for i in 0..200 {
+        match api
+            .create(&PostParams::default(), &cm(&format!("m{i}"), &[]))
+            .await
+        {
+            Ok(_) => created += 1,
+            Err(e) => match code(&e) {
+                503 => c503 += 1,
+                409 => c409 += 1,
+                other => panic!("unexpected code {other}"),
+            },
+        }
+    }
+    assert!(
+        (30..90).contains(&c503) && (15..70).contains(&c409),
+        "503: {c503}, 409: {c409}"
+    );
+    // a failed request wrote nothing
+    let stored = admin_api.list(&ListParams::default()).await.unwrap().items.len() as u64;
+    assert_eq!(stored, created);
+    // other users are not disturbed
+    for i in 0..50 {
+        admin_api
+            .create(&PostParams::default(), &cm(&format!("a{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let stats = h.fault_stats();
+    assert_eq!(stats.requests["create"], 200, "{stats:?}");
+    assert_eq!(stats.injected_code(503), c503);
+    assert_eq!(stats.injected_code(409), c409);
+    assert_eq!(stats.injected_verb("create"), c503 + c409);
+    assert_eq!(stats.requests_of(&["create", "update"]), 200);
+    // watches by the faulty user are dropped and their resumes answered 410; the admin's are not
+    let rv = admin_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams::default().timeout(2);
+    let mut events = 0;
+    let mut stream = api.watch(&wp, &rv).await.unwrap().boxed();
+    while let Some(ev) = stream.next().await {
+        if let Ok(WatchEvent::Error(e)) = ev {
+            assert_eq!(e.code, 410);
+        }
+        events += 1;
+    }
+    assert!(events <= 1);
+    let t = std::time::Instant::now();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), "0")
+        .await
+        .unwrap()
+        .boxed();
+    while stream.next().await.is_some() {}
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "dropped after 200 ms, not the 5 s timeout"
+    );
+    let mut stream = admin_api.watch(&wp, &rv).await.unwrap().boxed();
+    while let Some(ev) = stream.next().await {
+        assert!(!matches!(ev, Ok(WatchEvent::Error(_))), "admin watch got {ev:?}");
+    }
+    let stats = h.fault_stats();
+    assert_eq!(
+        (stats.watches_expired, stats.watches_dropped),
+        (1, 1),
+        "{stats:?}"
+    );
+    // the admin endpoint serves the counters and refuses rates adding up to more than 1
+    let (status, body) = raw(&admin, "GET", "/devcluster/faults/stats", "", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["injected"]["create"]["503"], json!(c503), "{body}");
+    assert_eq!(body["watchesDropped"], json!(1));
+    let (status, body) = raw(
+        &admin,
+        "PUT",
+        "/devcluster/faults",
+        "application/json",
+        Some(json!({"errors": {"patch": {"rate": 0.7}}, "errorMix": {"*": [{"rate": 0.5, "code": 409}]}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("more than 1"),
+        "{body}"
+    );
+    h.reset_fault_stats();
+    assert_eq!(h.fault_stats(), sealant_devcluster::FaultStats::default());
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn events_leases_and_apps_kinds() {
     let (h, c) = start().await;
     let leases: Api<Lease> = Api::namespaced(c.clone(), "default");
