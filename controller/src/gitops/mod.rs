@@ -3,6 +3,7 @@
 //! status with the inventory.
 
 pub mod apply;
-pub mod load;
+/// The manifest loader (its own crate, so the fuzz targets build without the controller).
+pub use sealant_manifests as load;
 pub mod reconcile;
 pub mod stage;

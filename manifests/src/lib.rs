@@ -2,6 +2,9 @@
 //! flattened) under the GitSync's path, or the `resources:` of a `kustomization.yaml` there. Every object is
 //! parsed and checked before anything is applied; the first problem names its file.
 
+#[doc(hidden)]
+pub mod fuzz_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -46,10 +49,13 @@ impl fmt::Display for ObjectId {
 }
 
 impl ObjectId {
-    /// Parses an inventory id.
+    /// Parses an inventory id. Namespaces, groups and kinds never contain `_` (the loader refuses them), but
+    /// names may (`system:foo_bar` is a valid ClusterRole name), so the name is everything between the
+    /// first `_` and the last two.
     pub fn parse(id: &str) -> Option<ObjectId> {
-        let mut parts = id.splitn(4, '_');
-        let (ns, name, group, kind) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (ns, rest) = id.split_once('_')?;
+        let (rest, kind) = rest.rsplit_once('_')?;
+        let (name, group) = rest.rsplit_once('_')?;
         if name.is_empty() || kind.is_empty() {
             return None;
         }
@@ -204,7 +210,19 @@ fn kustomize(
             ));
         }
     }
-    let namespace = map.get("namespace").and_then(Value::as_str).map(str::to_owned);
+    let namespace = match map.get("namespace") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(ns)) if valid_namespace(ns) => Some(ns.clone()),
+        Some(other) => {
+            return Err(err(
+                kpath,
+                format!(
+                    "namespace `{other}` is not a valid namespace (lowercase letters, digits and `-`, at most \
+                     63)"
+                ),
+            ));
+        }
+    };
     let first = out.len();
     for r in map
         .get("resources")
@@ -242,6 +260,17 @@ fn kustomize(
         }
     }
     Ok(())
+}
+
+/// A namespace that can stand in an inventory id and in an object: an RFC 1123 label.
+fn valid_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-')
 }
 
 fn parse_file(path: &str, contents: &[u8]) -> Result<Vec<Object>, LoadError> {
@@ -303,8 +332,17 @@ fn check(path: &str, doc: usize, value: Value) -> Result<Object, LoadError> {
         Value::Null => None,
         v => Some(text(v, "metadata.namespace")?),
     };
-    if api_version.matches('/').count() > 1 {
+    if api_version.matches('/').count() > 1 || api_version.contains('_') {
         return Err(at(format!("apiVersion `{api_version}` is not group/version")));
+    }
+    if kind.contains('_') {
+        return Err(at(format!("kind `{kind}` is not a valid kind (no `_`)")));
+    }
+    if let Some(ns) = namespace.as_deref().filter(|ns| !valid_namespace(ns)) {
+        return Err(at(format!(
+            "{kind} `{name}`: namespace `{ns}` is not a valid namespace (lowercase letters, digits and `-`, at \
+             most 63)"
+        )));
     }
     Ok(Object {
         value,
@@ -351,6 +389,14 @@ mod tests {
         assert_eq!(objs[1].id().to_string(), "_web_apps_Deployment");
         assert_eq!(objs[0].id().to_string(), "app_a__ConfigMap");
         assert_eq!(ObjectId::parse("app_a__ConfigMap"), Some(objs[0].id()));
+        let role = ObjectId {
+            group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            namespace: None,
+            name: "system:foo_bar".into(),
+        };
+        assert_eq!(ObjectId::parse(&role.to_string()), Some(role));
+        assert_eq!(ObjectId::parse("a_b_c"), None);
         assert_eq!(load(&f, "").unwrap().len(), 4);
     }
 
@@ -414,6 +460,19 @@ mod tests {
                 vec![("d/kustomization.yaml", "resources: [gone.yaml]\n")],
                 "d/kustomization.yaml",
                 "does not exist",
+            ),
+            (
+                vec![("d/kustomization.yaml", "resources: []\nnamespace: [shop]\n")],
+                "d/kustomization.yaml",
+                "not a valid namespace",
+            ),
+            (
+                vec![(
+                    "d/a.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: my_app}\n",
+                )],
+                "d/a.yaml",
+                "not a valid namespace",
             ),
             (
                 vec![("d/kustomization.yaml", "patches: []\n")],
