@@ -50,6 +50,7 @@ fn write_ctx(ctx: &Ctx) -> WriteCtx {
         manager: ctx.manager(),
         fields_done: false,
         strict_fields: ctx.q("fieldValidation") == Some("Strict"),
+        requester: ctx.rbac.then(|| ctx.user.clone()),
     }
 }
 

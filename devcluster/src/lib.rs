@@ -42,6 +42,7 @@ use tracing::info;
 pub use auth::UserInfo;
 pub use errors::ApiError;
 pub use faults::{FaultConfig, FaultStats, VerbFault};
+pub use rbac::AuditEntry;
 
 /// Errors starting or driving a devcluster.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +290,22 @@ impl Handle {
     /// Turns RBAC enforcement on or off.
     pub fn set_rbac(&self, enabled: bool) {
         self.app.rbac.store(enabled, Ordering::Relaxed);
+    }
+
+    /// The authorization decisions made while RBAC was enforced, oldest first (at most
+    /// [`rbac::AUDIT_CAPACITY`]; older ones are dropped and counted by [`Handle::audit_dropped`]).
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.app.store.lock().audit().entries()
+    }
+
+    /// How many decisions the bounded audit log dropped.
+    pub fn audit_dropped(&self) -> u64 {
+        self.app.store.lock().audit().dropped()
+    }
+
+    /// Empties the audit log.
+    pub fn clear_audit(&self) {
+        self.app.store.lock().audit_mut().clear();
     }
 
     /// Adds a bearer token authenticating as `user` with `groups`.

@@ -61,6 +61,8 @@ pub struct Ctx {
     pub method: Method,
     /// The raw query string.
     pub raw_query: String,
+    /// Whether RBAC is enforced for this request.
+    pub rbac: bool,
 }
 
 impl Ctx {
@@ -172,8 +174,10 @@ fn authz(app: &App, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError>
     if !app.rbac.load(Ordering::Relaxed) {
         return Ok(());
     }
-    let st = app.store.lock();
-    if rbac::authorize(&st, user, attrs) {
+    let mut st = app.store.lock();
+    let allowed = rbac::authorize(&st, user, attrs);
+    st.audit_mut().record(user, attrs, allowed);
+    if allowed {
         Ok(())
     } else {
         let mut e = ApiError::forbidden(rbac::forbidden_message(user, attrs));
@@ -374,6 +378,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         headers: parts.headers.clone(),
         method: parts.method.clone(),
         raw_query: parts.uri.query().unwrap_or_default().to_string(),
+        rbac: app.rbac.load(Ordering::Relaxed),
     };
     let nonres = |p: &str| Attributes {
         verb: "get".into(),
@@ -528,6 +533,17 @@ fn devcluster_admin(app: &App, ctx: &Ctx, rest: &str, body: &[u8]) -> Result<Res
                 StatusCode::OK,
                 &json!({"compactedResourceVersion": st.current_rv().to_string()}),
             ))
+        }
+        ("GET", "audit") => {
+            let body = {
+                let st = app.store.lock();
+                json!({"items": st.audit().entries(), "dropped": st.audit().dropped()})
+            };
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        ("DELETE", "audit") => {
+            app.store.lock().audit_mut().clear();
+            Ok(json_response(StatusCode::OK, &json!({"items": [], "dropped": 0})))
         }
         ("GET", "rbac") => Ok(json_response(
             StatusCode::OK,

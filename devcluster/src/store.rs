@@ -65,6 +65,9 @@ pub struct WriteCtx {
     pub fields_done: bool,
     /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
     pub strict_fields: bool,
+    /// The requesting user while RBAC is enforced: writes of Roles, ClusterRoles and their bindings are
+    /// checked for privilege escalation ([`crate::rbac::check_escalation`]).
+    pub requester: Option<crate::auth::UserInfo>,
 }
 
 /// Which part of an object an update may change.
@@ -122,6 +125,8 @@ pub struct State {
     builtins: Vec<ResourceInfo>,
     crds: BTreeMap<String, Vec<ResourceInfo>>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
+    /// Authorization decisions while RBAC is enforced.
+    audit: crate::rbac::AuditLog,
 }
 
 /// The store: a lock around [`State`].
@@ -147,6 +152,7 @@ impl Store {
             builtins: resources::builtins(),
             crds: BTreeMap::new(),
             tx,
+            audit: crate::rbac::AuditLog::default(),
         };
         let ns_info = st.resolve("", "v1", "namespaces").cloned();
         if let Some(info) = ns_info {
@@ -183,6 +189,16 @@ pub struct Subscription {
 }
 
 impl State {
+    /// The log of authorization decisions.
+    pub fn audit(&self) -> &crate::rbac::AuditLog {
+        &self.audit
+    }
+
+    /// The log of authorization decisions, to record into or clear.
+    pub fn audit_mut(&mut self) -> &mut crate::rbac::AuditLog {
+        &mut self.audit
+    }
+
     /// The current global resourceVersion.
     pub fn current_rv(&self) -> u64 {
         self.rv
@@ -429,6 +445,11 @@ impl State {
         }
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.kind, &info.group, &name, &errs));
+        }
+        if let Some(user) = &ctx.requester
+            && info.group == crate::rbac::RBAC_GROUP
+        {
+            crate::rbac::check_escalation(self, user, &info.plural, ns, &obj)?;
         }
         if info.group.is_empty() && info.plural == "services" && !ctx.dry_run {
             self.allocate_cluster_ip(&mut obj);
@@ -682,6 +703,12 @@ impl State {
         }
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.kind, &info.group, name, &errs));
+        }
+        if let Some(user) = &ctx.requester
+            && info.group == crate::rbac::RBAC_GROUP
+            && crate::rbac::grants_changed(&old, &merged)
+        {
+            crate::rbac::check_escalation(self, user, &info.plural, ns, &merged)?;
         }
         if strip_volatile(&merged, info) != strip_volatile(&old, info) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
