@@ -19,6 +19,31 @@ pub const MANAGED_BY_VALUE: &str = "sealant-controller";
 /// The uid of the object a Secret was written for (ownership without an ownerReference, e.g. ESO's Orphan).
 pub const SOURCE_UID_ANNOTATION: &str = "sealant.dev/source-uid";
 
+/// Kubernetes refuses a Secret whose values add up to more than this many bytes (1 MiB).
+pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
+/// Why a Secret with these values (key, size in bytes) would be refused by the API server as too large, or
+/// `None` when it fits. Names the largest key and sizes, never values.
+pub fn too_large<'a>(values: impl IntoIterator<Item = (&'a str, usize)>) -> Option<String> {
+    let mut total = 0usize;
+    let mut largest: Option<(&str, usize)> = None;
+    for (key, len) in values {
+        total += len;
+        if largest.is_none_or(|(_, l)| len > l) {
+            largest = Some((key, len));
+        }
+    }
+    if total <= MAX_SECRET_BYTES {
+        return None;
+    }
+    let (key, len) = largest.unwrap_or_default();
+    Some(format!(
+        "the Secret would hold {total} bytes of data, more than the {MAX_SECRET_BYTES} bytes (1 MiB) Kubernetes \
+         accepts in one Secret (largest value: key {key}, {len} bytes); split the values over several Secrets, \
+         or keep large files out of Secrets"
+    ))
+}
+
 /// What writing did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -213,6 +238,22 @@ mod tests {
         let mut immutable = wanted.clone();
         immutable.immutable = Some(true);
         assert!(!satisfied(&secret(&[("p", "1")], &[("a", "x")]), &immutable));
+    }
+
+    #[test]
+    fn too_large_counts_value_bytes_and_names_the_largest_key() {
+        assert_eq!(
+            too_large([("a", MAX_SECRET_BYTES)]),
+            None,
+            "exactly the limit fits"
+        );
+        assert_eq!(too_large(std::iter::empty()), None);
+        let m = too_large([("small", 10), ("big", MAX_SECRET_BYTES - 5)]).unwrap();
+        assert!(
+            m.contains(&format!("{} bytes of data", MAX_SECRET_BYTES + 5)),
+            "{m}"
+        );
+        assert!(m.contains("key big") && m.contains("split the values"), "{m}");
     }
 
     #[test]

@@ -204,6 +204,12 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
         }
     };
 
+    // a Secret the API server would refuse is reported, not retried blindly without a condition
+    if let Some(message) = secretwriter::too_large(data.iter().map(|(k, v)| (k.as_str(), v.as_bytes().len())))
+    {
+        return failed(ctx, es, &ns, &uid, interval, "SecretTooLarge", message).await;
+    }
+
     // apply
     let applied = apply(&secrets, es, &target, &data, existing).await?;
     let outcome = match applied {

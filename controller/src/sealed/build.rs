@@ -20,6 +20,12 @@ pub enum Reason {
     UnknownKey,
     Unmanaged,
     TemplateFailed,
+    /// The Secret would be more than Kubernetes accepts (1 MiB of data).
+    TooLarge,
+    /// The API server refused the Secret as invalid (e.g. a template key or type it does not accept).
+    Rejected,
+    /// Neither `spec.encryptedData` nor `spec.template.data` holds anything.
+    NoValues,
 }
 
 impl Reason {
@@ -31,6 +37,9 @@ impl Reason {
             Reason::UnknownKey => "UnknownKey",
             Reason::Unmanaged => "Unmanaged",
             Reason::TemplateFailed => "TemplateFailed",
+            Reason::TooLarge => "SecretTooLarge",
+            Reason::Rejected => "SecretRejected",
+            Reason::NoValues => "NoValues",
         }
     }
 }
@@ -98,6 +107,16 @@ pub fn open_all(ss: &SealedSecret, keyring: &Keyring) -> Result<BTreeMap<String,
 pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError> {
     let name = ss.metadata.name.clone().unwrap_or_default();
     let namespace = ss.metadata.namespace.clone().unwrap_or_default();
+    let templated = ss.spec.template.as_ref().is_some_and(|t| !t.data.is_empty());
+    if ss.spec.encrypted_data.is_empty() && !templated {
+        return Err(BuildError {
+            reason: Reason::NoValues,
+            message:
+                "spec.encryptedData is empty or missing, so there is nothing to unseal and no Secret is \
+                      written; seal a Secret that has values with `sealant seal`"
+                    .into(),
+        });
+    }
     let mut data: BTreeMap<String, Plaintext> = open_all(ss, keyring)?
         .into_iter()
         .map(|(k, u)| (k, u.value))
@@ -112,6 +131,15 @@ pub fn build(ss: &SealedSecret, keyring: &Keyring) -> Result<Desired, BuildError
         rendered.insert(key.clone(), value);
     }
     data.extend(rendered);
+    // Checked here, not left to the API server: its refusal would be retried forever with no condition.
+    if let Some(message) =
+        crate::secretwriter::too_large(data.iter().map(|(k, v)| (k.as_str(), v.as_bytes().len())))
+    {
+        return Err(BuildError {
+            reason: Reason::TooLarge,
+            message,
+        });
+    }
     let meta = template.metadata.unwrap_or_default();
     Ok(Desired {
         name,
@@ -130,9 +158,23 @@ fn unseal_failure(key: &str, e: UnsealError) -> BuildError {
         UnsealError::UnknownKey { .. } => Reason::UnknownKey,
         _ => Reason::DecryptFailed,
     };
+    let hint = match reason {
+        Reason::ScopeMismatch => {
+            "a value opens only where it was sealed for: seal it again for this namespace, name and key \
+             (`sealant seal --merge-into FILE` keeps the other values)"
+        }
+        Reason::UnknownKey => {
+            "restore the key from a backup (`kubectl apply -f sealant-keys.yaml`), or seal the value again \
+             to this cluster (`sealant recipients fetch`)"
+        }
+        _ => {
+            "seal the value again (`sealant seal --merge-into FILE` keeps the other values); no Secret is \
+             written until every value opens"
+        }
+    };
     BuildError {
         reason,
-        message: format!("key {key}: {e}"),
+        message: format!("key {key}: {e}; {hint}"),
     }
 }
 
@@ -266,8 +308,40 @@ mod tests {
             data: [("x".into(), "{{ .nope }}".into())].into(),
             ..Default::default()
         });
-        let e = build(&bad_tpl, &Keyring::new([id])).unwrap_err();
+        let e = build(&bad_tpl, &Keyring::new([id.clone()])).unwrap_err();
         assert_eq!(e.reason, Reason::TemplateFailed);
         assert!(!e.message.contains("s3cret"));
+
+        let mut empty = ss.clone();
+        empty.spec.encrypted_data.clear();
+        let e = build(&empty, &Keyring::new([id])).unwrap_err();
+        assert_eq!(e.reason, Reason::NoValues);
+        assert!(e.message.contains("sealant seal"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_secret_over_one_mib_is_refused_with_a_reason() {
+        let id = Identity::generate();
+        let half = "x".repeat(crate::secretwriter::MAX_SECRET_BYTES / 2);
+        let fits = sealed(&id, "prod", "big", &[("a", &half), ("b", &half)], Scope::Strict);
+        assert!(
+            build(&fits, &Keyring::new([id.clone()])).is_ok(),
+            "exactly 1 MiB fits"
+        );
+        let mut over = fits.clone();
+        // a template adding one byte on top of the two halves makes it too large
+        over.spec.template = Some(SecretTemplate {
+            data: [("c".into(), "!".into())].into(),
+            ..Default::default()
+        });
+        let e = build(&over, &Keyring::new([id])).unwrap_err();
+        assert_eq!(e.reason, Reason::TooLarge);
+        assert_eq!(e.reason.as_str(), "SecretTooLarge");
+        assert!(
+            e.message.contains("1048577 bytes") && e.message.contains("split"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("xxxx"));
     }
 }

@@ -67,7 +67,19 @@ async fn reconcile_inner(ss: &SealedSecret, ctx: &Context) -> Result<Action, Err
     let built = build(ss, &ctx.keys.keyring());
     // apply
     let outcome = match &built {
-        Ok(desired) => Ok(apply(&secrets, ss, desired, existing).await?),
+        Ok(desired) => match apply(&secrets, ss, desired, existing).await {
+            Ok(applied) => Ok(applied),
+            // An invalid Secret fails the same way on every retry: say so in the status instead.
+            Err(kube::Error::Api(e)) if e.code == 422 => Err(BuildError {
+                reason: Reason::Rejected,
+                message: format!(
+                    "the API server refused the Secret: {}; fix spec.template (or the keys of \
+                     spec.encryptedData) so that it makes a valid Secret",
+                    e.message
+                ),
+            }),
+            Err(e) => return Err(e.into()),
+        },
         Err(e) => Err(e.clone()),
     };
     // status
