@@ -17,6 +17,9 @@ use crate::error::hinted;
 /// The annotation `kubectl apply` leaves behind; it may hold the plaintext, so it never reaches the output.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Kubernetes refuses a Secret whose values add up to more than this many bytes.
+const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
 /// A Secret read from input, with its values decoded into zeroizing buffers.
 #[derive(Debug, Default)]
 pub struct SecretInput {
@@ -166,6 +169,16 @@ fn read_secret(doc: &Value, index: usize) -> Result<SecretInput> {
         bail!(hinted(
             format!("{label} has no data: nothing to seal"),
             "add values under data (base64) or stringData (plain text)",
+        ));
+    }
+    let total: usize = input.data.values().map(|v| v.as_bytes().len()).sum();
+    if total > MAX_SECRET_BYTES {
+        bail!(hinted(
+            format!(
+                "{label} holds {total} bytes of data, more than the {MAX_SECRET_BYTES} bytes (1 MiB) Kubernetes \
+                 accepts in one Secret, so it could never be unsealed"
+            ),
+            "split the values over several Secrets, or keep large files out of Secrets",
         ));
     }
     if let Some(bad) = input.data.keys().find(|k| !valid_key(k)) {
