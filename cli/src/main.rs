@@ -3,15 +3,14 @@
 mod cluster;
 mod cmd;
 mod config;
-mod docs;
-mod error;
 mod files;
-mod secret;
+
+use sealant_cli::{Format, docs, error, secret};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use sealant_seal::Scope;
 
 /// Seal Kubernetes Secrets with age (X25519) so they can be committed to Git.
@@ -45,12 +44,6 @@ enum Command {
     Keys(KeysCommand),
     /// Print shell completions
     Completions(CompletionsArgs),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Yaml,
-    Json,
 }
 
 #[derive(Debug, Args)]

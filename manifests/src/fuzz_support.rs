@@ -1,5 +1,5 @@
-//! The function the `manifests` fuzz target and the regression test (`tests/regressions.rs`) both call, so
-//! they cannot drift apart.
+//! The function the `manifests` fuzz target and the regression test (below) both call, so they cannot
+//! drift apart.
 //!
 //! The input is a small file set as text: the first line is the GitSync path (`spec.path`), then each file
 //! starts with a line `=== <path>` followed by its contents (any bytes):
@@ -110,6 +110,26 @@ pub fn manifests(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every input under `fuzz/regressions/manifests/` (what the fuzzer found, and hand-made tricky
+    /// cases) and every seed under `fuzz/corpus/manifests/` goes through the same function as the fuzz
+    /// target.
+    #[test]
+    fn fuzz_regressions() {
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        for dir in [fuzz.join("regressions/manifests"), fuzz.join("corpus/manifests")] {
+            let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .collect();
+            inputs.sort();
+            assert!(inputs.len() >= 2, "too few inputs in {}", dir.display());
+            for path in inputs {
+                eprintln!("{}", path.display());
+                manifests(&std::fs::read(&path).unwrap());
+            }
+        }
+    }
 
     #[test]
     fn split_reads_root_and_files() {

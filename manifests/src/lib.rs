@@ -216,10 +216,7 @@ fn kustomize(
         Some(other) => {
             return Err(err(
                 kpath,
-                format!(
-                    "namespace `{other}` is not a valid namespace (lowercase letters, digits and `-`, at most \
-                     63)"
-                ),
+                format!("namespace `{other}` is not a valid namespace ({NAMESPACE_RULE})"),
             ));
         }
     };
@@ -261,6 +258,8 @@ fn kustomize(
     }
     Ok(())
 }
+
+const NAMESPACE_RULE: &str = "lowercase letters, digits and `-`, at most 63";
 
 /// A namespace that can stand in an inventory id and in an object: an RFC 1123 label.
 fn valid_namespace(ns: &str) -> bool {
@@ -340,8 +339,7 @@ fn check(path: &str, doc: usize, value: Value) -> Result<Object, LoadError> {
     }
     if let Some(ns) = namespace.as_deref().filter(|ns| !valid_namespace(ns)) {
         return Err(at(format!(
-            "{kind} `{name}`: namespace `{ns}` is not a valid namespace (lowercase letters, digits and `-`, at \
-             most 63)"
+            "{kind} `{name}`: namespace `{ns}` is not a valid namespace ({NAMESPACE_RULE})"
         )));
     }
     Ok(Object {

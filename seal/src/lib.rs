@@ -10,6 +10,8 @@
 
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod keys;
 mod sealing;
 mod x25519;
