@@ -459,3 +459,165 @@ fn cli_seal_bad_input_writes_nothing() {
         }
     }
 }
+
+// ----------------------------------------------------------------------------------------------- GitSync
+
+/// A Git repository committed to with the system `git`.
+struct Repo(tempfile::TempDir);
+
+impl Repo {
+    fn new() -> Repo {
+        let r = Repo(tempfile::tempdir().unwrap());
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(self.path())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).unwrap();
+    }
+
+    fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+fn configmap(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: shop}}\ndata: {{v: \"{value}\"}}\n"
+    )
+}
+
+#[test]
+fn gitsync_bad_manifests_apply_nothing_of_their_revision() {
+    let c = setup(&["apps", "shop"]);
+    let mut controller = c.controller("bad-git", &["--no-leader-election"]).unwrap();
+    let repo = Repo::new();
+    repo.write("deploy/a.yaml", &configmap("a", "1"));
+    repo.write("deploy/b.yaml", &configmap("b", "1"));
+    let first = repo.commit("first");
+    c.apply(&format!(
+        "apiVersion: sealant.dev/v1\nkind: GitSync\nmetadata: {{name: shop, namespace: apps}}\nspec:\n  url: \
+         file://{}\n  ref: {{branch: main}}\n  path: deploy\n  interval: 1s\n  prune: true\n",
+        repo.path().display()
+    ))
+    .unwrap();
+    let applied =
+        |c: &Cluster| c.get("gitsync", "apps", "shop").unwrap()["status"]["lastAppliedRevision"].clone();
+    wait_for("the first revision", T, || (applied(&c) == first).then_some(()));
+    let snapshot = |c: &Cluster| {
+        ["a", "b"].map(|n| {
+            let cm = c.get("configmap", "shop", n).unwrap();
+            (cm["data"].clone(), cm["metadata"]["resourceVersion"].clone())
+        })
+    };
+    let before = snapshot(&c);
+
+    // each bad revision also changes a.yaml (v: 2) and deletes b.yaml: none of that may happen
+    repo.write("deploy/a.yaml", &configmap("a", "2"));
+    repo.remove("deploy/b.yaml");
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "malformed YAML",
+            "deploy/bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [x\n",
+            &["deploy/bad.yaml", "not valid YAML"],
+        ),
+        (
+            "no kind",
+            "deploy/bad.yaml",
+            "apiVersion: v1\nmetadata: {name: x, namespace: shop}\n",
+            &["deploy/bad.yaml", "kind is missing"],
+        ),
+        (
+            "no name",
+            "deploy/bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: shop}\n",
+            &["deploy/bad.yaml", "metadata.name is missing"],
+        ),
+        (
+            "unknown kind",
+            "deploy/bad.yaml",
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: x, namespace: shop}\n",
+            &["deploy/bad.yaml", "knows no kind Widget"],
+        ),
+        (
+            "a duplicate object",
+            "deploy/bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: shop}\ndata: {v: \"3\"}\n",
+            &["deploy/bad.yaml", "ConfigMap a is also defined in deploy/a.yaml"],
+        ),
+        (
+            "an object the API server refuses",
+            "deploy/bad.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: shop}\ndata: {k: \"%%% not base64\"}\n",
+            &["deploy/bad.yaml", "Secret x"],
+        ),
+        (
+            "a kustomization naming a missing file",
+            "deploy/kustomization.yaml",
+            "resources: [a.yaml, missing.yaml]\n",
+            &[
+                "deploy/kustomization.yaml",
+                "resource `missing.yaml` does not exist",
+            ],
+        ),
+    ];
+    for (what, file, text, needles) in cases {
+        repo.write(file, text);
+        let bad = repo.commit(what);
+        let message = wait_for(&format!("{what} to be refused"), T, || {
+            let g = c.get("gitsync", "apps", "shop")?;
+            let r = ready(&g)?;
+            (g["status"]["lastAttemptedRevision"] == *bad && r.0 == "False").then_some(r)
+        });
+        assert_eq!(message.1, "ValidationFailed", "{what}: {message:?}");
+        assert_says(&message.2, needles);
+        assert_says(
+            &message.2,
+            &["nothing of this revision was applied: fix the manifest"],
+        );
+        assert_eq!(applied(&c), first, "{what}");
+        assert_eq!(snapshot(&c), before, "{what}: part of a bad revision was applied");
+        repo.remove(file);
+    }
+    assert_alive(&mut controller);
+
+    // the fix applies the whole revision
+    let fixed = repo.commit("fixed");
+    wait_for("the fixed revision", T, || (applied(&c) == fixed).then_some(()));
+    assert_eq!(c.get("configmap", "shop", "a").unwrap()["data"]["v"], "2");
+    wait_for("b to be pruned", T, || {
+        c.get("configmap", "shop", "b").is_none().then_some(())
+    });
+    assert_alive(&mut controller);
+}

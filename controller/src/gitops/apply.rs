@@ -249,10 +249,14 @@ impl Applier {
                 continue;
             }
             let Some((ar, caps)) = self.resolve(o.group(), o.version(), &o.kind).await? else {
-                return Err(invalid(
+                return Err(unchecked(invalid(
                     o,
-                    format!("the cluster knows no kind {} in {}", o.kind, o.api_version),
-                ));
+                    format!(
+                        "the cluster knows no kind {} in {}; check apiVersion and kind, or apply its \
+                         CustomResourceDefinition first (or in this revision)",
+                        o.kind, o.api_version
+                    ),
+                )));
             };
             let (value, id) = self.prepare(o, &caps, opts);
             // The revision's own Namespaces do not exist before it is applied: their contents are checked then.
@@ -273,7 +277,10 @@ impl Applier {
             .map(|(o, api, value)| async move { dry_run(&api, o, &value, opts.force).await })
             .collect();
         let results: Vec<Result<(), ApplyError>> = stream::iter(checks).buffered(CONCURRENCY).collect().await;
-        results.into_iter().collect::<Result<(), ApplyError>>()?;
+        results
+            .into_iter()
+            .collect::<Result<(), ApplyError>>()
+            .map_err(unchecked)?;
         // 2. staged apply: the objects of a stage concurrently, the stages in order
         let ordered = ordered(objects);
         for stage in [Stage::Definitions, Stage::Secrets, Stage::Workloads] {
@@ -483,6 +490,26 @@ impl Applier {
         api.delete(&id.name, &DeleteParams::background()).await?;
         info!(object = %id, "pruned");
         Ok(true)
+    }
+}
+
+/// A refusal found before anything was written says so, and what to do.
+fn unchecked(e: ApplyError) -> ApplyError {
+    match e {
+        ApplyError::Invalid {
+            file,
+            kind,
+            name,
+            reason,
+        } => ApplyError::Invalid {
+            file,
+            kind,
+            name,
+            reason: format!(
+                "{reason}; nothing of this revision was applied: fix the manifest and commit again"
+            ),
+        },
+        other => other,
     }
 }
 

@@ -241,7 +241,10 @@ async fn sync(ctx: &Context, gs: &GitSync, ns: &str) -> Result<Outcome, Error> {
     let objects = match load(&files, &gs.spec.path) {
         Ok(o) => o,
         Err(e) => {
-            let message = format!("revision {}: {e}; nothing was applied", short(&revision));
+            let message = format!(
+                "revision {}: {e}; nothing of this revision was applied: fix the manifest and commit again",
+                short(&revision)
+            );
             return Ok(fail("ValidationFailed", message, Some(revision)));
         }
     };
