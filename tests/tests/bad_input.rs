@@ -621,3 +621,318 @@ fn gitsync_bad_manifests_apply_nothing_of_their_revision() {
     });
     assert_alive(&mut controller);
 }
+
+// ------------------------------------------------------------------------------------------ ExternalSecrets
+
+fn bao(server: &Server, token: &str, args: &[&str]) {
+    let out = Command::new("bao")
+        .env("BAO_ADDR", server.http_url())
+        .env("BAO_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("running bao");
+    assert!(
+        out.status.success(),
+        "bao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn external_secret(ns: &str, name: &str, store: &str, kind: &str, refs: &[(&str, &str)]) -> String {
+    let data: Vec<String> = refs
+        .iter()
+        .map(|(key, property)| {
+            format!("{{secretKey: {property}, remoteRef: {{key: \"{key}\", property: {property}}}}}")
+        })
+        .collect();
+    format!(
+        "apiVersion: sealant.dev/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  \
+         refreshInterval: 2s\n  secretStoreRef: {{name: {store}, kind: {kind}}}\n  data: [{}]\n",
+        data.join(", ")
+    )
+}
+
+#[test]
+fn external_secrets_bad_references() {
+    let root = random_id("root-");
+    let vault = Server::bao(&root);
+    bao(
+        &vault,
+        &root,
+        &[
+            "kv",
+            "put",
+            "-mount=secret",
+            "shop/db",
+            "password=pw-1",
+            "user=app",
+        ],
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let big = scratch.path().join("big.txt");
+    std::fs::write(&big, "y".repeat(1024 * 1024 + 1024)).unwrap();
+    bao(
+        &vault,
+        &root,
+        &[
+            "kv",
+            "put",
+            "-mount=secret",
+            "shop/big",
+            &format!("blob=@{}", big.display()),
+        ],
+    );
+    let aws = Server::moto();
+    sealant_e2e::moto_call(
+        aws.port,
+        "CreateSecret",
+        r#"{"Name":"app/api","SecretString":"{\"token\":\"tok-1\"}"}"#,
+    );
+    let c = setup(&["shop", "other"]);
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "vault-token",
+        "-n",
+        "shop",
+        &format!("--from-literal=token={root}"),
+    ])
+    .unwrap();
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "aws-creds",
+        "-n",
+        "shop",
+        "--from-literal=access-key=test",
+        "--from-literal=secret-key=test",
+    ])
+    .unwrap();
+    let vault_store = |name: &str, token_secret: &str| {
+        format!(
+            "apiVersion: sealant.dev/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  \
+             provider:\n    vault:\n      server: {}\n      path: secret\n      version: v2\n      auth: \
+             {{tokenSecretRef: {{name: {token_secret}, key: token}}}}\n",
+            vault.http_url()
+        )
+    };
+    let aws_store = |name: &str, key: &str| {
+        format!(
+            "apiVersion: sealant.dev/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  \
+             provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      endpoint: {}\n      \
+             auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: {key}}}\n          \
+             secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n",
+            aws.http_url()
+        )
+    };
+    c.apply(&vault_store("vault", "vault-token")).unwrap();
+    c.apply(&vault_store("vault-no-auth", "no-such-secret")).unwrap();
+    c.apply(&aws_store("aws", "access-key")).unwrap();
+    c.apply(&aws_store("aws-no-key", "no-such-key")).unwrap();
+    let mut controller = c.controller("bad-external", &["--no-leader-election"]).unwrap();
+
+    // good ones first (and one whose Secret must survive a bad update)
+    c.apply(&external_secret(
+        "shop",
+        "good",
+        "vault",
+        "SecretStore",
+        &[("shop/db", "password")],
+    ))
+    .unwrap();
+    c.apply(&external_secret(
+        "shop",
+        "good-aws",
+        "aws",
+        "SecretStore",
+        &[("app/api", "token")],
+    ))
+    .unwrap();
+    c.apply(&external_secret(
+        "shop",
+        "keep",
+        "vault",
+        "SecretStore",
+        &[("shop/db", "user")],
+    ))
+    .unwrap();
+    wait_value(&c, "shop", "good", "password", b"pw-1");
+    wait_value(&c, "shop", "good-aws", "token", b"tok-1");
+    wait_value(&c, "shop", "keep", "user", b"app");
+    let kept = c.get("secret", "shop", "keep").unwrap();
+
+    let cases: Vec<(&str, &str, String, &str, Vec<&str>)> = vec![
+        (
+            "shop",
+            "no-store",
+            external_secret(
+                "shop",
+                "no-store",
+                "nope",
+                "SecretStore",
+                &[("shop/db", "password")],
+            ),
+            "StoreNotFound",
+            vec!["SecretStore shop/nope not found", "create it"],
+        ),
+        (
+            "shop",
+            "no-cluster-store",
+            external_secret(
+                "shop",
+                "no-cluster-store",
+                "nope",
+                "ClusterSecretStore",
+                &[("shop/db", "password")],
+            ),
+            "StoreNotFound",
+            vec!["ClusterSecretStore nope not found", "create it"],
+        ),
+        (
+            "other",
+            "foreign-store",
+            external_secret(
+                "other",
+                "foreign-store",
+                "vault",
+                "SecretStore",
+                &[("shop/db", "password")],
+            ),
+            "StoreNotFound",
+            vec![
+                "SecretStore other/vault not found",
+                "only ExternalSecrets in its own namespace",
+            ],
+        ),
+        (
+            "shop",
+            "no-auth-secret",
+            external_secret(
+                "shop",
+                "no-auth-secret",
+                "vault-no-auth",
+                "SecretStore",
+                &[("shop/db", "password")],
+            ),
+            "InvalidStore",
+            vec!["Secret shop/no-such-secret not found", "create it"],
+        ),
+        (
+            "shop",
+            "no-auth-key",
+            external_secret(
+                "shop",
+                "no-auth-key",
+                "aws-no-key",
+                "SecretStore",
+                &[("app/api", "token")],
+            ),
+            "InvalidStore",
+            vec!["Secret shop/aws-creds has no key no-such-key"],
+        ),
+        (
+            "shop",
+            "no-remote",
+            external_secret(
+                "shop",
+                "no-remote",
+                "vault",
+                "SecretStore",
+                &[("shop/nope", "password")],
+            ),
+            "RemoteNotFound",
+            vec![
+                "no remote value found (shop/nope)",
+                "no Secret was written",
+                "create the values",
+            ],
+        ),
+        (
+            "shop",
+            "no-remote-aws",
+            external_secret(
+                "shop",
+                "no-remote-aws",
+                "aws",
+                "SecretStore",
+                &[("app/nope", "token")],
+            ),
+            "RemoteNotFound",
+            vec!["no remote value found (app/nope)", "no Secret was written"],
+        ),
+        (
+            "shop",
+            "one-missing",
+            external_secret(
+                "shop",
+                "one-missing",
+                "vault",
+                "SecretStore",
+                &[("shop/db", "password"), ("shop/nope", "x")],
+            ),
+            "ProviderError",
+            vec![
+                "shop/nope",
+                "not found",
+                "create it in the provider",
+                "left as it was",
+            ],
+        ),
+        (
+            "shop",
+            "too-big",
+            external_secret("shop", "too-big", "vault", "SecretStore", &[("shop/big", "blob")]),
+            "SecretTooLarge",
+            vec!["1 MiB", "split the values"],
+        ),
+    ];
+    for (ns, name, yaml, _, _) in &cases {
+        c.apply(yaml).unwrap_or_else(|e| panic!("{ns}/{name}: {e}"));
+    }
+    // a bad update of one that synced: a missing remote key next to a good one
+    c.apply(&external_secret(
+        "shop",
+        "keep",
+        "vault",
+        "SecretStore",
+        &[("shop/db", "user"), ("shop/gone", "x")],
+    ))
+    .unwrap();
+    for (ns, name, _, reason, needles) in &cases {
+        let message = wait_reason(&c, "externalsecret", ns, name, reason);
+        eprintln!("{ns}/{name}: {reason}: {message}");
+        assert_says(&message, needles);
+        assert!(
+            c.get("secret", ns, name).is_none(),
+            "{ns}/{name}: a Secret was made"
+        );
+    }
+    let message = wait_reason(&c, "externalsecret", "shop", "keep", "ProviderError");
+    assert_says(&message, &["shop/gone", "left as it was"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = c.get("secret", "shop", "keep").unwrap();
+    assert_eq!(after["data"], kept["data"]);
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        kept["metadata"]["resourceVersion"]
+    );
+
+    // no crash; the good ones are still served
+    assert_alive(&mut controller);
+    bao(
+        &vault,
+        &root,
+        &[
+            "kv",
+            "put",
+            "-mount=secret",
+            "shop/db",
+            "password=pw-2",
+            "user=app",
+        ],
+    );
+    wait_value(&c, "shop", "good", "password", b"pw-2");
+    assert_alive(&mut controller);
+}

@@ -14,7 +14,7 @@ use crate::template::render;
 pub enum BuildError {
     #[error("{0}")]
     InvalidSpec(String),
-    #[error("{key}: {error}")]
+    #[error("{key}: {error}{}", provider_hint(.error))]
     Provider { key: String, error: ProviderError },
     #[error("{0}")]
     Extract(String),
@@ -30,6 +30,17 @@ impl BuildError {
             BuildError::Extract(_) => "ExtractFailed",
             BuildError::Template(_) => "TemplateFailed",
         }
+    }
+}
+
+/// What to do about a provider error that will not go away by itself.
+fn provider_hint(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::NotFound { .. } => "; create it in the provider, or fix the remoteRef key",
+        ProviderError::Denied { .. } => {
+            "; allow the store's credentials to read it (a policy in the provider)"
+        }
+        _ => "",
     }
 }
 

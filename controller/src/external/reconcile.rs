@@ -189,7 +189,10 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
         .values()
         .all(|r| matches!(r, Err(ProviderError::NotFound { .. })));
     if all_missing && !results.is_empty() {
-        return gone(ctx, es, &ns, &uid, &secrets, existing).await;
+        let mut keys: Vec<&str> = results.keys().map(|r| r.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        return gone(ctx, es, &ns, &uid, &secrets, existing, &keys.join(", ")).await;
     }
 
     // build
@@ -300,6 +303,7 @@ async fn gone(
     uid: &str,
     secrets: &Api<Secret>,
     existing: Option<Secret>,
+    keys: &str,
 ) -> Result<Action, Error> {
     let target = es.spec.target.name.clone().unwrap_or_else(|| es.name_any());
     match (es.spec.target.deletion_policy, existing) {
@@ -333,14 +337,22 @@ async fn gone(
             )
             .await?;
         }
-        _ => {
+        (_, existing) => {
+            let secret = if existing.is_some() {
+                format!("Secret {target} kept (deletionPolicy)")
+            } else {
+                "no Secret was written".to_owned()
+            };
             finish(
                 ctx,
                 es,
                 ns,
                 fail(
                     "RemoteNotFound",
-                    format!("the remote values are gone; Secret {target} kept (deletionPolicy)"),
+                    format!(
+                        "no remote value found ({keys}); {secret}; create the values in the provider, or fix the \
+                         remoteRef keys"
+                    ),
                 ),
             )
             .await?;

@@ -29,8 +29,12 @@ use super::coalesce::{Coalescer, FetchFn};
 /// Why a store cannot be used; the `reason` goes into the ExternalSecret's Ready condition.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{kind} {name} not found")]
-    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} not found; create it, or fix spec.secretStoreRef ({hint})")]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        hint: &'static str,
+    },
     #[error("ClusterSecretStore {name} does not admit namespace {namespace} (see its spec.conditions)")]
     NotAllowed { name: String, namespace: String },
     #[error("{0}")]
@@ -83,6 +87,8 @@ pub async fn find(client: &Client, es: &ExternalSecret) -> Result<StoreRef, Stor
             let store = api.get_opt(&r.name).await?.ok_or_else(|| StoreError::NotFound {
                 kind: "SecretStore",
                 name: format!("{ns}/{}", r.name),
+                hint: "a SecretStore serves only ExternalSecrets in its own namespace; share a store across \
+                       namespaces with a ClusterSecretStore",
             })?;
             Ok(StoreRef {
                 key: format!("SecretStore/{ns}/{}", r.name),
@@ -95,6 +101,7 @@ pub async fn find(client: &Client, es: &ExternalSecret) -> Result<StoreRef, Stor
             let store = api.get_opt(&r.name).await?.ok_or_else(|| StoreError::NotFound {
                 kind: "ClusterSecretStore",
                 name: r.name.clone(),
+                hint: "kind: SecretStore for a store in this namespace",
             })?;
             if !store.spec.conditions.is_empty() {
                 let namespace = Api::<Namespace>::all(client.clone()).get(&ns).await?;
@@ -151,13 +158,21 @@ async fn read_key(
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(&sel.name)
         .await?
-        .ok_or_else(|| StoreError::Invalid(format!("{what}: Secret {ns}/{} not found", sel.name)))?;
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "{what}: Secret {ns}/{} not found; create it with key {}, or fix {what}",
+                sel.name, sel.key
+            ))
+        })?;
     let bytes = secret
         .data
         .as_ref()
         .and_then(|d| d.get(&sel.key))
         .ok_or_else(|| {
-            StoreError::Invalid(format!("{what}: Secret {ns}/{} has no key {}", sel.name, sel.key))
+            StoreError::Invalid(format!(
+                "{what}: Secret {ns}/{} has no key {}; add the key, or fix {what}",
+                sel.name, sel.key
+            ))
         })?;
     hash.update(&bytes.0);
     let text = String::from_utf8(bytes.0.clone()).map_err(|_| {
