@@ -308,18 +308,29 @@ fn default_render_has_every_object_the_install_needs() {
     assert!(has_rule(base, "", "configmaps", &["create"]));
     assert!(has_rule(base, "", "configmaps", &["get", "update"]));
     assert!(
-        has_rule(base, "", "secrets", &["get", "list", "watch", "create"]),
+        has_rule(base, "", "secrets", &["list", "watch", "create"]),
         "the key Secrets"
     );
+    assert!(
+        !has_rule(base, "", "secrets", &["get"]),
+        "key Secrets are watched, never read one by one"
+    );
     let events = get(&docs, "ClusterRole", name);
-    assert!(has_rule(events, "events.k8s.io", "events", &["create", "patch"]));
-    assert!(has_rule(events, "", "events", &["create", "patch"]));
+    assert!(has_rule(events, "events.k8s.io", "events", &["create"]));
+    assert!(
+        !has_rule(events, "events.k8s.io", "events", &["patch"]),
+        "events are never patched"
+    );
+    assert!(
+        !has_rule(events, "", "events", &["create"]),
+        "only events.k8s.io Events are made"
+    );
     let sealed = get(&docs, "ClusterRole", "sealant-controller-sealedsecrets");
     assert!(has_rule(
         sealed,
         "sealant.dev",
         "sealedsecrets",
-        &["get", "list", "watch"]
+        &["list", "watch"]
     ));
     assert!(has_rule(
         sealed,
@@ -331,15 +342,39 @@ fn default_render_has_every_object_the_install_needs() {
         sealed,
         "",
         "secrets",
-        &["get", "list", "watch", "create", "update", "patch", "delete"]
+        &["get", "list", "watch", "create", "update", "delete"]
+    ));
+    assert!(
+        !has_rule(sealed, "", "secrets", &["patch"]),
+        "unsealed Secrets are never patched"
+    );
+    assert!(!has_rule(sealed, "sealant.dev", "sealedsecrets", &["get"]));
+    assert!(!has_rule(
+        sealed,
+        "sealant.dev",
+        "sealedsecrets/status",
+        &["update"]
     ));
     let external = get(&docs, "ClusterRole", "sealant-controller-externalsecrets");
-    for r in ["externalsecrets", "secretstores", "clustersecretstores"] {
+    assert!(has_rule(
+        external,
+        "sealant.dev",
+        "externalsecrets",
+        &["list", "watch"]
+    ));
+    for r in ["secretstores", "clustersecretstores"] {
+        assert!(has_rule(external, "sealant.dev", r, &["get"]), "{r}");
         assert!(
-            has_rule(external, "sealant.dev", r, &["get", "list", "watch"]),
-            "{r}"
+            !has_rule(external, "sealant.dev", r, &["list"]),
+            "{r} are not watched"
         );
     }
+    assert!(has_rule(
+        external,
+        "",
+        "secrets",
+        &["get", "list", "watch", "create", "update", "patch", "delete"]
+    ));
     assert!(has_rule(external, "", "serviceaccounts/token", &["create"]));
     assert!(has_rule(external, "apps", "deployments", &["list", "patch"]));
     let git = get(&docs, "ClusterRole", "sealant-controller-gitsyncs");

