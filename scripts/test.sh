@@ -13,3 +13,5 @@ echo "== binaries (the end-to-end tests run them; cargo test alone does not rebu
 cargo build --workspace --bins --locked
 echo "== tests"
 cargo test --workspace --locked
+echo "== fuzz (every cargo-fuzz target for FUZZ_SECONDS, default 30 s)"
+scripts/fuzz.sh
