@@ -89,7 +89,8 @@ pub struct Segment {
 }
 
 /// Splits YAML text at `---` lines, keeping the exact text of each document so documents that are not
-/// rewritten stay byte-identical.
+/// rewritten stay byte-identical. A document may start on the `---` line itself (`--- {kind: …}`, `--- |`):
+/// then the separator is only the marker and its blanks, and the rest of the line is the document's.
 pub fn split_segments(text: &str) -> Vec<Segment> {
     let mut segments = vec![Segment {
         separator: None,
@@ -99,9 +100,16 @@ pub fn split_segments(text: &str) -> Vec<Segment> {
         let bare = line.trim_end_matches(['\n', '\r']);
         let is_separator = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
         if is_separator {
+            let after = line[3..].trim_start_matches([' ', '\t']);
+            let rest = after.trim_end_matches(['\n', '\r']);
+            let cut = if rest.is_empty() || rest.starts_with('#') {
+                line.len()
+            } else {
+                line.len() - after.len()
+            };
             segments.push(Segment {
-                separator: Some(line.to_owned()),
-                body: String::new(),
+                separator: Some(line[..cut].to_owned()),
+                body: line[cut..].to_owned(),
             });
         } else {
             segments.last_mut().expect("never empty").body.push_str(line);
@@ -131,6 +139,13 @@ mod tests {
         let segs = split_segments(text);
         assert_eq!(segs.len(), 4);
         assert_eq!(segs[1].body, "b: 2\n");
+        assert_eq!(join_segments(&segs), text);
+
+        let text = "a: 1\n--- {kind: SealedSecret}\n---\tb: 2\n";
+        let segs = split_segments(text);
+        assert_eq!(segs[1].separator.as_deref(), Some("--- "));
+        assert_eq!(segs[1].body, "{kind: SealedSecret}\n");
+        assert_eq!(segs[2].body, "b: 2\n");
         assert_eq!(join_segments(&segs), text);
     }
 

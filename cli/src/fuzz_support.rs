@@ -8,10 +8,11 @@ use sealant_seal::fuzz_support::TEST_IDENTITY;
 use sealant_seal::{Fingerprint, Identity, Keyring, Scope, Target};
 
 use crate::Format;
-use crate::docs::{parse_documents, render};
+use crate::docs::{join_segments, parse_documents, render, split_segments};
 use crate::error::Hinted;
 use crate::secret::{
-    SecretInput, build_sealed, recorded_scope, sealed_from_doc, sealed_to_doc, secret_from_doc,
+    SecretInput, build_sealed, is_sealed_secret, recorded_scope, sealed_from_doc, sealed_to_doc,
+    secret_from_doc,
 };
 
 /// Documents of one input looked at (more only slows the fuzzer down).
@@ -47,6 +48,7 @@ pub fn secret_parsers(data: &[u8]) {
         Ok(docs) => docs,
         Err(e) => return assert_hinted(&e),
     };
+    segments_agree(&text, &docs);
     for (i, doc) in docs.into_iter().take(MAX_DOCS).enumerate() {
         match sealed_from_doc(doc.clone(), "input") {
             Ok(ss) => {
@@ -67,6 +69,27 @@ pub fn secret_parsers(data: &[u8]) {
             Err(e) => assert_hinted(&e),
         }
     }
+}
+
+/// `sealant reencrypt` rewrites a YAML file document by document (split at `---` lines, so the others stay
+/// byte-identical): the SealedSecrets it finds that way must be the ones the file holds, unless it stops
+/// with an error (a document that names SealedSecret and does not parse on its own).
+fn segments_agree(text: &str, whole: &[serde_json::Value]) {
+    let segments = split_segments(text);
+    assert_eq!(join_segments(&segments), text, "segments do not join back");
+    let mut found = Vec::new();
+    for seg in &segments {
+        match parse_documents(&seg.body, "segment") {
+            Ok(docs) => found.extend(docs.into_iter().filter(is_sealed_secret)),
+            Err(_) if seg.body.contains("SealedSecret") => return,
+            Err(_) => {}
+        }
+    }
+    let expected: Vec<_> = whole.iter().filter(|d| is_sealed_secret(d)).cloned().collect();
+    assert_eq!(
+        found, expected,
+        "document by document, other SealedSecrets than in the whole file"
+    );
 }
 
 fn round_trip(secret: &SecretInput) {

@@ -862,6 +862,29 @@ fn reencrypt_stdin_to_stdout() {
     sb.unseal("old.txt", ss).fails_with_hint();
 }
 
+/// A document may start on its `---` line (the `secret_parsers` fuzz target checks it; reencrypt skipped it).
+#[test]
+fn reencrypt_finds_a_sealed_secret_on_its_separator_line() {
+    let sb = Sandbox::new();
+    let old = sb.keygen("old.txt");
+    let new = sb.keygen("new.txt");
+    let sealed = seal(
+        &sb,
+        &old,
+        &secret_yaml("db", Some("prod"), &[("pw", "p")]),
+        &["--format", "json"],
+    );
+    let flow: Value = serde_json::from_str(&sealed).unwrap();
+    let input = format!("{CONFIGMAP_PART}--- {flow}\n");
+    let out = sb.run(&["reencrypt", "-i", "old.txt", "-r", &new], &input);
+    out.ok();
+    let text = out.stdout();
+    assert!(text.starts_with(&format!("{CONFIGMAP_PART}--- ")), "{text}");
+    let ss = &text[text.find("--- ").unwrap() + 4..];
+    assert_eq!(sb.unseal_data("new.txt", ss)[0]["pw"], b"p");
+    sb.unseal("old.txt", ss).fails_with_hint();
+}
+
 #[test]
 fn reencrypt_without_recipient_uses_config_rule_per_file() {
     let sb = Sandbox::new();
