@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target (fuzz/) for a bounded time: FUZZ_SECONDS each (default 30). Exits non-zero when a
 # target crashes, panics, times out or runs out of memory, after printing the input that did it and how to
-# reproduce it. Optional: FUZZ_TARGETS="sealed_value manifests" to run only some.
+# reproduce it. Optional: FUZZ_TARGETS="sealed_value manifests" to run only some, FUZZ_ARGS for more libFuzzer
+# options (e.g. "-max_len=65536").
 #
 # Stable toolchain: no sanitizer (`--sanitizer none`), so libFuzzer's coverage guidance and Rust's own checks
 # (panics, overflow checks, debug assertions, stack overflow) find the bugs. The build goes to its own
@@ -38,7 +39,7 @@ for t in "${targets[@]}"; do
   echo "== fuzz $t (${FUZZ_SECONDS}s, corpus $corpus)"
   if cargo fuzz run "${flags[@]}" "$t" "$corpus" -- \
     -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" \
-    -print_final_stats=1 >"$FUZZ_WORK/$t.log" 2>&1; then
+    -print_final_stats=1 ${FUZZ_ARGS:-} >"$FUZZ_WORK/$t.log" 2>&1; then
     grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' "$FUZZ_WORK/$t.log" | tr '\n' ' ' || true
     echo
   else
