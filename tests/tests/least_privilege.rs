@@ -579,3 +579,240 @@ fn report(c: &Cluster, docs: &[Value], controller: &Controller, started: Instant
         started.elapsed()
     );
 }
+
+/// A request as the audit log records it: (verb, resource, namespace, name).
+type Request = (&'static str, &'static str, &'static str, &'static str);
+
+/// A ConfigMap manifest.
+fn configmap(ns: &str, name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{a: b}}\n")
+}
+
+#[test]
+fn a_gitsync_cannot_write_where_its_service_account_may_not() {
+    let started = Instant::now();
+    let (c, _docs, kubeconfig) = chart_cluster(&["apps", "forbidden"]);
+    const SA: &str = "system:serviceaccount:apps:deployer";
+    // deployer: ConfigMaps in apps (no delete), Deployments there read-only, RoleBindings there (so only
+    // escalation prevention stands between it and more rights)
+    c.apply(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: deployer, namespace: apps}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: deployer, namespace: apps}
+rules:
+  - {apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch]}
+  - {apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}
+  - {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings], verbs: [get, list, watch, create, update, patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deployer, namespace: apps}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}
+subjects: [{kind: ServiceAccount, name: deployer, namespace: apps}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: apps}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+"#,
+    )
+    .unwrap();
+    c.handle().set_rbac(true);
+    c.handle().clear_audit();
+    let controller = c
+        .controller_as("gitsync-sa", &kubeconfig, &["--lease-duration", "3s"], &[])
+        .unwrap();
+    let repos = gitsupport::Repos::new();
+    let repo = repos.init("apps");
+    repo.write("deploy/keep.yaml", configmap("apps", "keep"));
+    repo.write("deploy/old.yaml", configmap("apps", "old"));
+    let good = repo.commit("what deployer may write");
+    c.apply(&format!(
+        "apiVersion: sealant.dev/v1\nkind: GitSync\nmetadata: {{name: scoped, namespace: apps}}\nspec:\n  url: {}\n  \
+         path: deploy\n  interval: 2s\n  prune: true\n  serviceAccountName: deployer\n",
+        repo.file_url()
+    ))
+    .unwrap();
+    wait_for("the allowed revision", T, || {
+        let g = c.get("gitsync", "apps", "scoped")?;
+        (g["status"]["lastAppliedRevision"] == good.as_str()).then_some(())
+    });
+    assert!(c.get("configmap", "apps", "old").is_some());
+
+    // Each refused revision also holds a ConfigMap deployer may write: it must not appear (nothing applied).
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: apps}\nspec:\n  \
+                      replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: \
+                      web}}\n    spec: {containers: [{name: web, image: \"web:2\"}]}\n";
+    let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: grab, namespace: \
+                   apps}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
+                   subjects: [{kind: ServiceAccount, name: deployer, namespace: apps}]\n";
+    let cases: Vec<(&str, String, &str, Request)> = vec![
+        // (what, manifest, text the condition must name, the refused request: verb, resource, namespace, name)
+        (
+            "create in a namespace it may not write",
+            configmap("forbidden", "sneaky"),
+            "sneaky",
+            ("patch", "configmaps", "forbidden", "sneaky"),
+        ),
+        (
+            "patch of an object it may only read",
+            deployment.to_string(),
+            "web",
+            ("patch", "deployments", "apps", "web"),
+        ),
+        (
+            "a Namespace (cluster-scoped)",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: grabbed}\n".to_string(),
+            "grabbed",
+            ("patch", "namespaces", "", "grabbed"),
+        ),
+        (
+            "a ClusterRole (cluster-scoped)",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: grabbed}\nrules: []\n"
+                .to_string(),
+            "grabbed",
+            ("patch", "clusterroles", "", "grabbed"),
+        ),
+        (
+            "a RoleBinding granting itself cluster-admin (escalation)",
+            binding.to_string(),
+            "grab",
+            ("bind", "clusterroles", "apps", "cluster-admin"),
+        ),
+    ];
+    let total = cases.len() + 1;
+    let refused = |i: usize, what: &str, names: &str, reason: Option<&str>| {
+        let rev = repo.commit(what);
+        c.kubectl_ok(&[
+            "annotate",
+            "gitsync",
+            "scoped",
+            "-n",
+            "apps",
+            &format!("try={i}"),
+            "--overwrite",
+        ])
+        .unwrap();
+        let (status, got, message) = wait_for(&format!("the refusal of {what}"), T, || {
+            let g = c.get("gitsync", "apps", "scoped")?;
+            (g["status"]["lastAttemptedRevision"] == rev.as_str()).then_some(())?;
+            ready(&g)
+        });
+        assert_eq!(status, "False", "{what}: {message}");
+        if let Some(r) = reason {
+            assert_eq!(got, r, "{what}: {message}");
+        }
+        assert!(
+            message.contains(names),
+            "{what}: the condition names the object: {message}"
+        );
+        assert!(
+            message.contains("nothing of this revision was applied"),
+            "{what}: {message}"
+        );
+        let g = c.get("gitsync", "apps", "scoped").unwrap();
+        assert_eq!(g["status"]["lastAppliedRevision"], good.as_str(), "{what}");
+        assert!(
+            c.get("configmap", "apps", &format!("marker-{i}")).is_none(),
+            "{what}: part of the revision was applied"
+        );
+    };
+    for (i, (what, manifest, names, _)) in cases.iter().enumerate() {
+        if i > 0 {
+            repo.remove(&format!("deploy/bad-{}.yaml", i - 1));
+            repo.remove(&format!("deploy/marker-{}.yaml", i - 1));
+        }
+        repo.write(&format!("deploy/bad-{i}.yaml"), manifest);
+        repo.write(
+            &format!("deploy/marker-{i}.yaml"),
+            configmap("apps", &format!("marker-{i}")),
+        );
+        refused(i, what, names, Some("ValidationFailed"));
+    }
+    // prune of an inventory object it may not delete: refused before anything is applied
+    let i = cases.len();
+    repo.remove(&format!("deploy/bad-{}.yaml", i - 1));
+    repo.remove(&format!("deploy/marker-{}.yaml", i - 1));
+    repo.remove("deploy/old.yaml");
+    repo.write(
+        &format!("deploy/marker-{i}.yaml"),
+        configmap("apps", &format!("marker-{i}")),
+    );
+    refused(
+        i,
+        "prune of an object it may not delete",
+        "ConfigMap apps/old",
+        Some("PruneForbidden"),
+    );
+    assert!(
+        c.get("configmap", "apps", "old").is_some(),
+        "pruned without the right"
+    );
+
+    // nothing written anywhere it may not: the objects do not exist, the Deployment is unchanged
+    assert!(c.get("configmap", "forbidden", "sneaky").is_none());
+    assert!(c.get("namespace", "", "grabbed").is_none());
+    assert!(c.kubectl(&["get", "clusterrole", "grabbed"], None).status.code() != Some(0));
+    assert!(c.get("rolebinding", "apps", "grab").is_none());
+    assert_eq!(c.get("deployment", "apps", "web").unwrap()["spec"]["replicas"], 1);
+
+    // the audit log: every refused write was asked for (and denied) as the ServiceAccount, never as the controller
+    let log = c.handle().audit();
+    let mut expected: Vec<Request> = cases.iter().map(|x| x.3).collect();
+    expected.push(("delete", "configmaps", "apps", "old"));
+    for (verb, resource, ns, name) in &expected {
+        let as_sa = log.iter().find(|e| {
+            e.user == SA
+                && e.verb == *verb
+                && e.resource == *resource
+                && e.namespace == *ns
+                && e.name == *name
+        });
+        assert!(
+            as_sa.is_some_and(|e| !e.allowed),
+            "{verb} {resource} {ns}/{name} was not refused as {SA}"
+        );
+        assert!(
+            !log.iter().any(|e| e.user == CONTROLLER_USER
+                && e.name == *name
+                && e.resource == *resource
+                && !matches!(e.verb.as_str(), "get" | "list" | "watch")),
+            "the controller wrote {resource} {name} with its own identity"
+        );
+    }
+    // writes the ServiceAccount may make were made as it too (impersonation by the controller)
+    assert!(
+        log.iter()
+            .any(|e| e.user == SA && e.verb == "patch" && e.name == "keep" && e.allowed)
+    );
+    assert!(log.iter().any(|e| {
+        e.user == CONTROLLER_USER && e.verb == "impersonate" && e.resource == "serviceaccounts" && e.allowed
+    }));
+    let controller_denied: Vec<&AuditEntry> = log
+        .iter()
+        .filter(|e| e.user == CONTROLLER_USER && !e.allowed)
+        .collect();
+    assert!(
+        controller_denied.is_empty(),
+        "{controller_denied:?}\n{}",
+        controller.logs()
+    );
+    let sa_denied = log.iter().filter(|e| e.user == SA && !e.allowed).count();
+    eprintln!(
+        "gitsync as a ServiceAccount: {total} forbidden writes attempted, {total} refused before anything was \
+         applied; {sa_denied} denied requests of {SA}, {} of the controller; {} requests audited; {:?}",
+        controller_denied.len(),
+        log.len(),
+        started.elapsed()
+    );
+}

@@ -41,6 +41,11 @@ pub enum ApplyError {
         "refusing to prune all {0} objects: the revision holds no manifests (set spec.allowEmpty to allow)"
     )]
     EmptyPrune(usize),
+    #[error(
+        "{object} cannot be pruned: {reason}; nothing of this revision was applied: let the identity the GitSync \
+         applies with delete it, or annotate it sealant.dev/prune: disabled"
+    )]
+    PruneForbidden { object: String, reason: String },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -51,6 +56,7 @@ impl ApplyError {
             ApplyError::Invalid { .. } => "ValidationFailed",
             ApplyError::NotReady(_) => "DependencyNotReady",
             ApplyError::EmptyPrune(_) => "PruneRefused",
+            ApplyError::PruneForbidden { .. } => "PruneForbidden",
             ApplyError::Kube(_) => "ApplyFailed",
         }
     }
@@ -244,8 +250,12 @@ impl Applier {
             .map(|o| o.name.as_str())
             .collect();
         let mut checks = Vec::with_capacity(objects.len());
+        // What the revision keeps, for the prune check: exact ids, and (group, kind, name) of kinds it defines.
+        let mut planned: BTreeSet<ObjectId> = BTreeSet::new();
+        let mut defined_objects: BTreeSet<(String, String, String)> = BTreeSet::new();
         for o in objects {
             if defined.contains(&(o.group().to_owned(), o.kind.clone())) {
+                defined_objects.insert((o.group().to_owned(), o.kind.clone(), o.name.clone()));
                 continue;
             }
             let Some((ar, caps)) = self.resolve(o.group(), o.version(), &o.kind).await? else {
@@ -259,6 +269,7 @@ impl Applier {
                 )));
             };
             let (value, id) = self.prepare(o, &caps, opts);
+            planned.insert(id.clone());
             // The revision's own Namespaces do not exist before it is applied: their contents are checked then.
             if id
                 .namespace
@@ -281,6 +292,29 @@ impl Applier {
             .into_iter()
             .collect::<Result<(), ApplyError>>()
             .map_err(unchecked)?;
+        // 1b. what prune will delete is dry-run deleted too: a delete the identity may not make stops the revision
+        // before anything is written (other failures are left to prune itself, which keeps the object listed)
+        if prune {
+            let gone = previous.iter().filter(|id| {
+                !planned.contains(*id)
+                    && !defined_objects.contains(&(id.group.clone(), id.kind.clone(), id.name.clone()))
+            });
+            for id in gone {
+                if let Err(ApplyError::Kube(kube::Error::Api(s))) = self.prune_one(id, opts, true).await
+                    && s.code == 403
+                {
+                    let ns = id
+                        .namespace
+                        .as_deref()
+                        .map(|n| format!("{n}/"))
+                        .unwrap_or_default();
+                    return Err(ApplyError::PruneForbidden {
+                        object: format!("{} {ns}{}", id.kind, id.name),
+                        reason: s.message,
+                    });
+                }
+            }
+        }
         // 2. staged apply: the objects of a stage concurrently, the stages in order
         let ordered = ordered(objects);
         for stage in [Stage::Definitions, Stage::Secrets, Stage::Workloads] {
@@ -343,7 +377,7 @@ impl Applier {
         if prune {
             let now: BTreeSet<ObjectId> = report.applied.iter().map(|(id, _)| id.clone()).collect();
             for id in to_prune(previous, &now) {
-                match self.prune_one(&id, opts).await {
+                match self.prune_one(&id, opts, false).await {
                     Ok(true) => report.pruned.push(id),
                     Ok(false) => {}
                     Err(e) => report.prune_failed.push((id, e.to_string())),
@@ -450,8 +484,9 @@ impl Applier {
     }
 
     /// Deletes one object of the previous inventory if it still carries this GitSync's label and is not
-    /// annotated to be kept. Ok(false): nothing to delete (gone, or not ours).
-    async fn prune_one(&mut self, id: &ObjectId, opts: &Options) -> Result<bool, ApplyError> {
+    /// annotated to be kept (with `dry_run`, a server-side dry-run delete). Ok(false): nothing to delete (gone,
+    /// or not ours).
+    async fn prune_one(&mut self, id: &ObjectId, opts: &Options, dry_run: bool) -> Result<bool, ApplyError> {
         let version = self
             .discovery
             .as_ref()
@@ -476,7 +511,9 @@ impl Applier {
             return Ok(false);
         };
         if obj.labels().get(OWNER_LABEL) != Some(&opts.owner) {
-            info!(object = %id, "not pruned: it does not carry this GitSync's label");
+            if !dry_run {
+                info!(object = %id, "not pruned: it does not carry this GitSync's label");
+            }
             return Ok(false);
         }
         if obj
@@ -484,8 +521,18 @@ impl Applier {
             .get(PRUNE_ANNOTATION)
             .is_some_and(|v| v == "disabled")
         {
-            info!(object = %id, "not pruned: annotated {PRUNE_ANNOTATION}=disabled");
+            if !dry_run {
+                info!(object = %id, "not pruned: annotated {PRUNE_ANNOTATION}=disabled");
+            }
             return Ok(false);
+        }
+        if dry_run {
+            let dp = DeleteParams {
+                dry_run: true,
+                ..DeleteParams::background()
+            };
+            api.delete(&id.name, &dp).await?;
+            return Ok(true);
         }
         api.delete(&id.name, &DeleteParams::background()).await?;
         info!(object = %id, "pruned");
