@@ -12,7 +12,7 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
         hinted(
             format!("{source} is not valid YAML or JSON: {}", yaml_error(&e)),
-            "fix the syntax at the place shown (indentation and `key: value` pairs are the usual suspects)",
+            "fix the syntax at that line and column (indentation and `key: value` pairs are the usual suspects)",
         )
     })?;
     let mut out = Vec::with_capacity(docs.len());
@@ -34,10 +34,12 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// A YAML parser error as text, without the parser's own `error: ` prefix (ours already says it).
+/// A YAML parser error as text, without the parser's own `error: ` prefix (ours already says it) and without
+/// the input lines the parser quotes after its first line: those are Secret values.
 pub fn yaml_error(e: &dyn std::fmt::Display) -> String {
     let text = e.to_string();
-    text.strip_prefix("error: ").map(str::to_owned).unwrap_or(text)
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 /// The `kind` and `apiVersion` of a document, for messages.

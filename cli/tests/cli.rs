@@ -1012,10 +1012,10 @@ fn bad_unseal_input_is_a_hinted_error() {
     out.fails_with_hint().stderr_has(&["changed or cut"]);
     assert!(!out.stderr.contains("a-long-enough-value"));
     assert!(out.stdout.is_empty());
-    // Garbage that is not base64.
+    // Garbage that is not base64 (quoted: unquoted `!!` starts a YAML tag).
     sb.run(
         &["unseal", "-i", "key.txt"],
-        sealed.replace(&value, "!!not-base64!!"),
+        sealed.replace(&value, "\"!!not-base64!!\""),
     )
     .fails_with_hint()
     .stderr_has(&["base64"]);

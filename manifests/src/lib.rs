@@ -198,7 +198,7 @@ fn kustomize(
     }
     let dir = kpath.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     let text = std::str::from_utf8(text).map_err(|_| err(kpath, "not UTF-8 text"))?;
-    let k: Value = serde_saphyr::from_str(text).map_err(|e| err(kpath, format!("not valid YAML: {e}")))?;
+    let k: Value = serde_saphyr::from_str(text).map_err(|e| err(kpath, yaml_error(&e)))?;
     let Some(map) = k.as_object() else {
         return Err(err(kpath, "a kustomization must be a map"));
     };
@@ -272,18 +272,24 @@ fn valid_namespace(ns: &str) -> bool {
         && !ns.ends_with('-')
 }
 
+/// A YAML parser error: its first line (the place and the problem) only. The parser quotes the input lines
+/// around the error after it, and those may hold Secret values (a plain Secret in Git), which must not reach a
+/// condition, an Event or a log.
+fn yaml_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    format!(
+        "not valid YAML: {}",
+        first.strip_prefix("error: ").unwrap_or(first)
+    )
+}
+
 fn parse_file(path: &str, contents: &[u8]) -> Result<Vec<Object>, LoadError> {
     let text = std::str::from_utf8(contents).map_err(|_| err(path, "not UTF-8 text"))?;
     let docs: Vec<Value> = if path.ends_with(".json") {
         vec![serde_json::from_str(text).map_err(|e| err(path, format!("not valid JSON: {e}")))?]
     } else {
-        serde_saphyr::from_multiple(text).map_err(|e| {
-            let e = e.to_string();
-            err(
-                path,
-                format!("not valid YAML: {}", e.strip_prefix("error: ").unwrap_or(&e)),
-            )
-        })?
+        serde_saphyr::from_multiple(text).map_err(|e| err(path, yaml_error(&e)))?
     };
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
@@ -428,6 +434,22 @@ mod tests {
             [("a", Some("shop")), ("web", Some("shop")), ("web", Some("shop"))]
         );
         assert_eq!(objs[0].value["metadata"]["namespace"], "shop");
+    }
+
+    #[test]
+    fn yaml_errors_do_not_quote_the_input() {
+        let bad = "apiVersion: v1\nkind: Secret\nstringData:\n  password: hunter2\n   other: hunter2\n";
+        for f in [
+            files(&[("d/s.yaml", bad)]),
+            files(&[("d/kustomization.yaml", bad)]),
+        ] {
+            let e = load(&f, "d").unwrap_err();
+            assert!(
+                e.reason.contains("not valid YAML") && e.reason.contains("line "),
+                "{e}"
+            );
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
     }
 
     #[test]
