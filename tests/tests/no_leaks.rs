@@ -227,6 +227,13 @@ fn seeded_values_reach_their_secrets_and_nothing_else() {
         &serde_json::json!({"Name": "app/api", "SecretString": serde_json::json!({"token": aws_token}).to_string()})
             .to_string(),
     );
+    // a remote value that is not JSON (and not base64): extracting it fails
+    let aws_plain = format!("{}!", seeded("awsplain"));
+    moto_call(
+        aws.port,
+        "CreateSecret",
+        &serde_json::json!({"Name": "app/plain", "SecretString": aws_plain}).to_string(),
+    );
     c.kubectl_ok(&[
         "create",
         "secret",
@@ -300,6 +307,22 @@ spec:
   data:
     - {{secretKey: password, remoteRef: {{key: shop/db, property: password}}}}
     - {{secretKey: other, remoteRef: {{key: shop/missing, property: x}}}}
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: not-json, namespace: shop}}
+spec:
+  refreshInterval: 2s
+  secretStoreRef: {{name: aws}}
+  dataFrom: [{{extract: {{key: app/plain}}}}]
+---
+apiVersion: sealant.dev/v1
+kind: ExternalSecret
+metadata: {{name: not-base64, namespace: shop}}
+spec:
+  refreshInterval: 2s
+  secretStoreRef: {{name: aws}}
+  data: [{{secretKey: v, remoteRef: {{key: app/plain, decodingStrategy: Base64}}}}]
 "#,
         vault_url = vault.http_url(),
         aws_url = aws.http_url()
@@ -314,6 +337,9 @@ spec:
     );
     wait_value(&c, "shop", "from-aws", "token", &aws_token);
     wait_reason(&c, "externalsecret", "shop", "half-missing", "ProviderError");
+    wait_reason(&c, "externalsecret", "shop", "not-json", "ExtractFailed");
+    wait_reason(&c, "externalsecret", "shop", "not-base64", "ExtractFailed");
+    refused.push(aws_plain.clone());
     flowed.push((
         vault_pw.clone(),
         "shop",
@@ -552,7 +578,41 @@ spec:
     );
     assert!(outputs[1].1.contains("DecryptFailed"), "no Events were published");
     assert!(outputs[2].1.contains("ProviderError"), "no failure conditions");
-    let values: Vec<&String> = flowed.iter().map(|f| &f.0).chain(refused.iter()).collect();
+    // the controller's own private keys are secrets too
+    let keys: serde_json::Value = serde_json::from_str(
+        &c.kubectl_ok(&[
+            "get",
+            "secrets",
+            "-n",
+            "sealant",
+            "-l",
+            "sealant.dev/key=identity",
+            "-o",
+            "json",
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let identities: Vec<String> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|k| k["data"].as_object().unwrap().values())
+        .map(|v| String::from_utf8(STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(identities.len() >= 2, "key Secrets: {keys}");
+    let values: Vec<&String> = flowed
+        .iter()
+        .map(|f| &f.0)
+        .chain(refused.iter())
+        .chain(identities.iter())
+        .collect();
     let mut leaks = Vec::new();
     for (what, output) in &outputs {
         for value in &values {
