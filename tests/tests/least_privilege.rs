@@ -713,8 +713,8 @@ fn a_gitsync_cannot_write_where_its_service_account_may_not() {
     let started = Instant::now();
     let (c, _docs, kubeconfig) = chart_cluster(&["apps", "forbidden"], &[]);
     const SA: &str = "system:serviceaccount:apps:deployer";
-    // deployer: ConfigMaps in apps (no delete), Deployments there read-only, RoleBindings there (so only
-    // escalation prevention stands between it and more rights)
+    // deployer: ConfigMaps in apps (no delete), Deployments there read-only, Roles and RoleBindings there (so
+    // only escalation prevention stands between it and more rights)
     c.apply(
         r#"
 apiVersion: v1
@@ -727,7 +727,7 @@ metadata: {name: deployer, namespace: apps}
 rules:
   - {apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch]}
   - {apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}
-  - {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings], verbs: [get, list, watch, create, update, patch]}
+  - {apiGroups: [rbac.authorization.k8s.io], resources: [roles, rolebindings], verbs: [get, list, watch, create, update, patch]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -809,6 +809,14 @@ spec:
             "grab",
             ("bind", "clusterroles", "apps", "cluster-admin"),
         ),
+        (
+            "a Role granting more than it holds (escalation)",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: wider, namespace: apps}\nrules: \
+             [{apiGroups: [\"\"], resources: [secrets], verbs: [get]}]\n"
+                .to_string(),
+            "wider",
+            ("escalate", "roles", "apps", "wider"),
+        ),
     ];
     let total = cases.len() + 1;
     let refused = |i: usize, what: &str, names: &str, reason: Option<&str>| {
@@ -884,6 +892,7 @@ spec:
     assert!(c.get("namespace", "", "grabbed").is_none());
     assert!(c.kubectl(&["get", "clusterrole", "grabbed"], None).status.code() != Some(0));
     assert!(c.get("rolebinding", "apps", "grab").is_none());
+    assert!(c.get("role", "apps", "wider").is_none());
     assert_eq!(c.get("deployment", "apps", "web").unwrap()["spec"]["replicas"], 1);
 
     // the audit log: every refused write was asked for (and denied) as the ServiceAccount, never as the controller
