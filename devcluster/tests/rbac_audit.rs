@@ -359,5 +359,102 @@ async fn roles_and_bindings_cannot_grant_what_their_writer_does_not_hold() {
     assert_eq!(code, 201, "{body}");
     let (code, body) = post(alice.clone(), roles.clone(), secrets.clone()).await;
     assert_eq!(code, 201, "{body}");
+
+    // cluster scope: carol may write ClusterRoles and ClusterRoleBindings and list ConfigMaps everywhere; what she
+    // holds only in one namespace does not count for a ClusterRole
+    h.add_user_token("carol-token", "carol", &[]);
+    let carol = client_with_token(&h, "carol-token").await;
+    let cluster_role = |name: &str, rules: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules});
+    let crb = |name: &str, role: &str, user: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+    };
+    let (code, _) = post(
+        admin.clone(),
+        format!("{RBAC}/clusterroles"),
+        cluster_role(
+            "rbac-admin-ish",
+            json!([
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "clusterrolebindings"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, _) = post(
+        admin.clone(),
+        format!("{RBAC}/clusterrolebindings"),
+        crb("carol", "rbac-admin-ish", "carol"),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, _) = post(
+        admin.clone(),
+        bindings.clone(),
+        binding("carol-ns", "Role", "cm-reader", "carol"),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let list_cm = json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]);
+    let get_cm = json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]);
+    let (code, body) = post(
+        carol.clone(),
+        format!("{RBAC}/clusterroles"),
+        cluster_role("cm-lister", list_cm),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = post(
+        carol.clone(),
+        format!("{RBAC}/clusterroles"),
+        cluster_role("cm-getter", get_cm.clone()),
+    )
+    .await;
+    assert_eq!(code, 403, "get on ConfigMaps is hers in default only: {body}");
+    let (code, body) = post(
+        admin.clone(),
+        format!("{RBAC}/clusterroles"),
+        cluster_role("cm-getter", get_cm),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = post(
+        carol.clone(),
+        format!("{RBAC}/clusterrolebindings"),
+        crb("c1", "cm-lister", "dave"),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    for role in ["cm-getter", "cluster-admin"] {
+        let (code, body) = post(
+            carol.clone(),
+            format!("{RBAC}/clusterrolebindings"),
+            crb(&format!("grab-{role}"), role, "carol"),
+        )
+        .await;
+        assert_eq!(code, 403, "{role}: {body}");
+    }
+    // ... while a RoleBinding in default to cm-getter is fine: there she holds get on ConfigMaps (she may not
+    // create RoleBindings, though: that is plain RBAC)
+    let (code, _) = post(
+        carol.clone(),
+        bindings.clone(),
+        binding("c2", "ClusterRole", "cm-getter", "dave"),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let log = h.audit();
+    assert!(
+        !entry(&log, "carol", "create", "rolebindings", "")
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !entry(&log, "carol", "bind", "clusterroles", "cluster-admin")
+            .unwrap()
+            .allowed
+    );
     h.shutdown().await;
 }
