@@ -7,6 +7,7 @@ scripts/setup.sh
 
 echo "== rustfmt"
 cargo fmt --all --check
+cargo fmt --check --manifest-path fuzz/Cargo.toml   # its own workspace
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== binaries (the end-to-end tests run them; cargo test alone does not rebuild them all)"
