@@ -731,6 +731,14 @@ fn external_secrets_bad_references() {
     c.apply(&vault_store("vault-no-auth", "no-such-secret")).unwrap();
     c.apply(&aws_store("aws", "access-key")).unwrap();
     c.apply(&aws_store("aws-no-key", "no-such-key")).unwrap();
+    // a SecretStore in namespace `other` that names the credentials of `shop`
+    c.apply(&format!(
+        "apiVersion: sealant.dev/v1\nkind: SecretStore\nmetadata: {{name: borrowing, namespace: other}}\nspec:\n  \
+         provider:\n    vault:\n      server: {}\n      auth: {{tokenSecretRef: {{name: vault-token, key: token, \
+         namespace: shop}}}}\n",
+        vault.http_url()
+    ))
+    .unwrap();
     let mut controller = c.controller("bad-external", &["--no-leader-election"]).unwrap();
 
     // good ones first (and one whose Secret must survive a bad update)
@@ -831,6 +839,23 @@ fn external_secrets_bad_references() {
             ),
             "InvalidStore",
             vec!["Secret shop/aws-creds has no key no-such-key"],
+        ),
+        (
+            "other",
+            "borrowed-credentials",
+            external_secret(
+                "other",
+                "borrowed-credentials",
+                "borrowing",
+                "SecretStore",
+                &[("shop/db", "password")],
+            ),
+            "InvalidStore",
+            vec![
+                "names namespace shop",
+                "only from its own namespace other",
+                "put the credentials in other, or use a ClusterSecretStore",
+            ],
         ),
         (
             "shop",

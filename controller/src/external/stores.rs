@@ -138,7 +138,8 @@ fn ns_for<'a>(store_ns: Option<&'a str>, wanted: Option<&'a str>, what: &str) ->
         (Some(own), None) => Ok(own),
         (Some(own), Some(w)) if w == own => Ok(own),
         (Some(own), Some(w)) => Err(StoreError::Invalid(format!(
-            "{what} names namespace {w}, but a SecretStore reads credentials only from its own namespace {own}"
+            "{what} names namespace {w}, but a SecretStore reads credentials only from its own namespace {own}; \
+             put the credentials in {own}, or use a ClusterSecretStore"
         ))),
         (None, Some(w)) => Ok(w),
         (None, None) => Err(StoreError::Invalid(format!(
