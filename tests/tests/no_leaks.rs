@@ -205,6 +205,17 @@ fn seeded_values_reach_their_secrets_and_nothing_else() {
     c.apply(&moved.replace("namespace: prod", "namespace: shop"))
         .unwrap();
     wait_reason(&c, "sealedsecret", "shop", "moved", "ScopeMismatch");
+    // a Secret the API server refuses (a template key it does not accept, rendered from a value)
+    let rejected = seeded("rej");
+    refused.push(rejected.clone());
+    c.apply(
+        &seal(&secret_yaml("prod", "rejected", &[("k", &rejected)])).replace(
+            "spec:\n",
+            "spec:\n  template:\n    data:\n      \"not/a/key\": \"{{ .k }}\"\n",
+        ),
+    )
+    .unwrap();
+    wait_reason(&c, "sealedsecret", "prod", "rejected", "SecretRejected");
 
     // ExternalSecrets: OpenBao with a template, moto with dataFrom.extract; the credentials are seeded too
     let vault_pw = seeded("vault");
