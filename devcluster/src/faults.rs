@@ -2,6 +2,7 @@
 //! forced 410 on resume, optionally only for some users; counters of everything injected.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -42,6 +43,11 @@ pub struct FaultConfig {
     /// Every watch that asks to resume from a resourceVersion gets 410 Gone.
     #[serde(default)]
     pub force_watch_expired: bool,
+    /// A watch resuming from a resourceVersion older than the store's when a watch was last dropped (by
+    /// `watch_drop_after_ms`) gets 410 Gone, as if the history were compacted at every drop: dropped watches
+    /// cannot resume, while a watch from a fresh list's resourceVersion works (unlike `force_watch_expired`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expire_dropped: bool,
     /// Only requests by these users (names as authenticated, after impersonation) get faults; empty = everyone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub only_users: Vec<String>,
@@ -129,6 +135,8 @@ impl FaultStats {
 pub struct Faults {
     cfg: RwLock<FaultConfig>,
     stats: Mutex<FaultStats>,
+    /// The store's resourceVersion when a watch was last dropped.
+    dropped_at: AtomicU64,
 }
 
 impl Faults {
@@ -198,11 +206,12 @@ impl Faults {
         code
     }
 
-    /// Whether a watch by `user` resuming from a resourceVersion gets an injected 410 (counted).
-    pub fn expire_watch(&self, user: &str) -> bool {
+    /// Whether a watch by `user` resuming from resourceVersion `since` gets an injected 410 (counted).
+    pub fn expire_watch(&self, user: &str, since: u64) -> bool {
         let hit = {
             let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner());
-            cfg.force_watch_expired && cfg.applies_to(user)
+            let dropped_since = cfg.expire_dropped && since < self.dropped_at.load(Ordering::SeqCst);
+            (cfg.force_watch_expired || dropped_since) && cfg.applies_to(user)
         };
         if hit {
             self.count(|s| s.watches_expired += 1);
@@ -217,8 +226,9 @@ impl Faults {
             .then(|| Duration::from_millis(cfg.watch_drop_after_ms))
     }
 
-    /// Counts a watch the server closed because of `watch_drop_after_ms`.
-    pub fn count_watch_dropped(&self) {
+    /// Counts a watch the server closed because of `watch_drop_after_ms`, when the store was at `current_rv`.
+    pub fn count_watch_dropped(&self, current_rv: u64) {
+        self.dropped_at.fetch_max(current_rv, Ordering::SeqCst);
         self.count(|s| s.watches_dropped += 1);
     }
 }
@@ -269,16 +279,28 @@ mod tests {
             ..FaultConfig::default()
         });
         assert_eq!(f.roll("get", "admin"), None);
-        assert!(!f.expire_watch("admin"));
+        assert!(!f.expire_watch("admin", 1));
         assert!(f.watch_drop_after("admin").is_none() && f.latency("admin").is_none());
         assert_eq!(f.roll("get", "chaos"), Some(500));
-        assert!(f.expire_watch("chaos"));
+        assert!(f.expire_watch("chaos", 1));
         assert!(f.watch_drop_after("chaos").is_some() && f.latency("chaos").is_some());
         let s = f.stats();
         assert_eq!(
             (s.requests["get"], s.injected_code(500), s.watches_expired),
             (1, 1, 1)
         );
+
+        // expiry after drops: resumes from before the latest drop only
+        f.set(FaultConfig {
+            expire_dropped: true,
+            ..FaultConfig::default()
+        });
+        assert!(!f.expire_watch("u", 5), "nothing dropped yet");
+        f.count_watch_dropped(10);
+        assert!(f.expire_watch("u", 9) && !f.expire_watch("u", 10) && !f.expire_watch("u", 12));
+        f.count_watch_dropped(7);
+        assert!(f.expire_watch("u", 9), "the mark never moves back");
+        assert_eq!(f.stats().watches_dropped, 2);
 
         let too_much = FaultConfig {
             errors: BTreeMap::from([("patch".into(), vf(0.6, 500))]),

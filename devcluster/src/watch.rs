@@ -174,7 +174,7 @@ pub fn start(
             ))
         })?),
     };
-    if since.is_some() && app.faults.expire_watch(&ctx.user.name) {
+    if since.is_some_and(|rv| app.faults.expire_watch(&ctx.user.name, rv)) {
         let e = ApiError::expired(format!(
             "too old resource version: {} (injected)",
             since.unwrap_or_default()
@@ -245,7 +245,8 @@ pub fn start(
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if dropping {
-                        counters.faults.count_watch_dropped();
+                        let rv = counters.store.lock().current_rv();
+                        counters.faults.count_watch_dropped(rv);
                     }
                     return;
                 }

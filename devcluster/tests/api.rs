@@ -1709,6 +1709,103 @@ async fn fault_mix_per_user_and_counters() {
 }
 
 #[tokio::test]
+async fn dropped_watches_cannot_resume_but_fresh_lists_can() {
+    let (h, c) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &cm("x", &[])).await.unwrap();
+    let rv = h.resource_version().to_string();
+    h.set_faults(FaultConfig {
+        watch_drop_after_ms: 300,
+        expire_dropped: true,
+        ..FaultConfig::default()
+    });
+    // a watch from now works until it is dropped
+    // a write the ConfigMap watch does not see, so the drop happens past `rv`
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(30), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(h.fault_stats().watches_dropped, 1);
+    // resuming from before the drop is 410 Gone; from the current version it works
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        matches!(events.first(), Some(WatchEvent::Error(s)) if s.code == 410),
+        "{events:?}"
+    );
+    let now = h.resource_version().to_string();
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().timeout(5), &now)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        !events.iter().any(|e| matches!(e, WatchEvent::Error(_))),
+        "{events:?}"
+    );
+    let stats = h.fault_stats();
+    assert_eq!(
+        (stats.watches_dropped, stats.watches_expired),
+        (2, 1),
+        "{stats:?}"
+    );
+    // a kube-runtime reflector keeps up through drops and 410s while other objects change
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default()).default_backoff(),
+    )
+    .applied_objects();
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while s.next().await.is_some() {}
+    });
+    for i in 0..10 {
+        api.create(&PostParams::default(), &cm(&format!("r{i}"), &[]))
+            .await
+            .unwrap();
+        let s = json!({"metadata": {"name": format!("s{i}")}});
+        secrets
+            .create(&PostParams::default(), &serde_json::from_value(s).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let ok = eventually(15, || {
+        let r = reader.clone();
+        async move { r.state().len() == 11 }
+    })
+    .await;
+    assert!(ok, "reflector has {}", reader.state().len());
+    let stats = h.fault_stats();
+    assert!(
+        stats.watches_dropped >= 4 && stats.watches_expired >= 2,
+        "{stats:?}"
+    );
+    task.abort();
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn events_leases_and_apps_kinds() {
     let (h, c) = start().await;
     let leases: Api<Lease> = Api::namespaced(c.clone(), "default");
