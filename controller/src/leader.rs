@@ -45,6 +45,21 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
     }
 }
 
+/// How a write conflict (409) on the Lease is read. Creating or taking over: another replica won the race.
+/// Renewing our own Lease: only that our copy was stale (or the API server said so); that is no proof another
+/// replica holds it, so it is an error retried soon, and leadership still ends when no renewal succeeded for
+/// two thirds of the Lease duration (before anyone else may take it over).
+pub fn conflict_means_lost(decision: Decision) -> bool {
+    decision != Decision::Renew
+}
+
+/// The pause before the next round: a third of the Lease duration after a clear answer, a quarter of that
+/// after an error, so one failed write does not cost leadership.
+pub fn next_round_after(duration: Duration, round_failed: bool) -> Duration {
+    let retry = duration / 3;
+    if round_failed { retry / 4 } else { retry }
+}
+
 /// Takes part in the election for one Lease.
 #[derive(Clone)]
 pub struct Elector {
@@ -138,7 +153,7 @@ impl Elector {
                 }
                 Ok(true)
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(kube::Error::Api(e)) if e.code == 409 && conflict_means_lost(decision) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -162,18 +177,26 @@ impl Elector {
     /// Runs the election forever, publishing whether this replica leads. Leadership is dropped when the
     /// Lease could not be renewed for two thirds of its duration.
     pub async fn run(self, leading: watch::Sender<bool>) {
-        let retry = self.duration / 3;
         let deadline = self.duration * 2 / 3;
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Some(tokio::time::Instant::now()),
-                Ok(false) => last_renewed = None,
-                Err(e) => warn!(error = %e, "leader election round failed"),
-            }
+            let failed = match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    last_renewed = Some(tokio::time::Instant::now());
+                    false
+                }
+                Ok(false) => {
+                    last_renewed = None;
+                    false
+                }
+                Err(e) => {
+                    warn!(error = %e, "leader election round failed");
+                    true
+                }
+            };
             let lead = last_renewed.is_some_and(|t| t.elapsed() < deadline);
             leading.send_if_modified(|v| std::mem::replace(v, lead) != lead);
-            tokio::time::sleep(retry).await;
+            tokio::time::sleep(next_round_after(self.duration, failed)).await;
         }
     }
 }
@@ -189,6 +212,18 @@ mod tests {
             lease_duration_seconds: Some(secs),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_conflict_on_our_own_renewal_is_retried_soon_not_a_loss() {
+        assert!(!conflict_means_lost(Decision::Renew));
+        assert!(conflict_means_lost(Decision::Create));
+        assert!(conflict_means_lost(Decision::TakeOver));
+        let d = Duration::from_secs(15);
+        assert_eq!(next_round_after(d, false), Duration::from_secs(5));
+        assert_eq!(next_round_after(d, true), Duration::from_millis(1250));
+        // several retries fit before leadership would end (two thirds of the duration)
+        assert!(next_round_after(d, false) + 3 * next_round_after(d, true) < d * 2 / 3);
     }
 
     #[test]
