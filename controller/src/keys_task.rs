@@ -16,8 +16,9 @@ use tracing::{error, info, warn};
 
 use crate::keys::{KEY_LABEL, KEY_LABEL_VALUE, KeyStore, RECIPIENTS_CONFIGMAP, key_secret, renewal_due};
 
-/// Keeps `store` equal to the key Secrets in `namespace`; bumps `changed` after every complete list and every
-/// change (never mid-list), and sets `ready` after the first list.
+/// Keeps `store` equal to the key Secrets in `namespace`; bumps `changed` after the first complete list and
+/// after every change of the keys (never mid-list), and sets `ready` after the first list. A re-list that finds
+/// the same keys (a dropped watch, a 410 Gone) bumps nothing: every bump re-reconciles every SealedSecret.
 pub async fn watch_keys(
     client: kube::Client,
     namespace: String,
@@ -29,7 +30,10 @@ pub async fn watch_keys(
     let config = watcher::Config::default().labels(&format!("{KEY_LABEL}={KEY_LABEL_VALUE}"));
     let mut stream = watcher::watcher(api, config).boxed();
     let mut initial = Vec::new();
+    let mut listed_once = false;
     while let Some(event) = stream.next().await {
+        let before = fingerprints(&store);
+        let mut first_listing = false;
         match event {
             Ok(Event::Init) => {
                 initial.clear();
@@ -45,6 +49,7 @@ pub async fn watch_keys(
                 }
                 initial.clear();
                 ready.store(true, Ordering::Relaxed);
+                first_listing = !std::mem::replace(&mut listed_once, true);
                 info!(keys = store.len(), "key Secrets listed");
             }
             Ok(Event::Apply(s)) => match store.upsert(&s) {
@@ -62,8 +67,17 @@ pub async fn watch_keys(
                 continue;
             }
         }
-        changed.send_modify(|v| *v += 1);
+        if first_listing || fingerprints(&store) != before {
+            changed.send_modify(|v| *v += 1);
+        }
     }
+}
+
+/// The keys held, in a comparable form.
+fn fingerprints(store: &KeyStore) -> Vec<String> {
+    let mut f: Vec<String> = store.list().into_iter().map(|(f, _, _)| f.to_string()).collect();
+    f.sort_unstable();
+    f
 }
 
 /// Leader duty: make the first key (unless `keygen` is off), renew it every `renew`, and keep the recipients

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod keys_task;
 pub mod leader;
 pub mod metrics;
+pub mod relist;
 pub mod sealed;
 pub mod secretwriter;
 pub mod status;

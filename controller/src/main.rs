@@ -24,6 +24,7 @@ use sealant_controller::keys::KeyStore;
 use sealant_controller::keys_task::{maintain_keys, watch_keys};
 use sealant_controller::leader::Elector;
 use sealant_controller::metrics::Metrics;
+use sealant_controller::relist::{ChangeFilter, changed_objects};
 use sealant_controller::sealed::reconcile::{Context, error_policy, reconcile};
 use sealant_controller::secretwriter::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use sealant_crds::{ExternalSecret, GitSync, SealedSecret};
@@ -222,12 +223,13 @@ async fn run(config: Config) -> Result<()> {
     let recorder = Recorder::new(client.clone(), "sealant-controller", &identity);
     // Owned Secrets only trigger reconciles: their metadata is enough, their data is never held.
     let owned_secrets = || {
-        watcher(
+        let secrets = watcher(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
-        .default_backoff()
-        .touched_objects()
+        .default_backoff();
+        // a re-list (dropped watch, 410 Gone) triggers only Secrets that changed or vanished
+        changed_objects(secrets, ChangeFilter::touched())
     };
     let mut object_config = watcher::Config::default();
     if let Some(sel) = &config.shard_selector {
@@ -357,9 +359,9 @@ where
             o.managed_fields_mut().clear();
             o.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
         })
-        .reflect(writer)
-        .applied_objects();
-    (reader, objects)
+        .reflect(writer);
+    // a re-list (dropped watch, 410 Gone) triggers only objects that are new or changed
+    (reader, changed_objects(objects, ChangeFilter::applied()))
 }
 
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
