@@ -756,6 +756,7 @@ spec:
             }
         },
     );
+    let rotated = t_recover.elapsed();
     poll(
         "every ExternalSecret synced again",
         Duration::from_secs(60),
@@ -820,8 +821,8 @@ spec:
         "FAULTS SUMMARY: objects={} ({SEALED} SealedSecrets, {} ExternalSecrets), writes attempted={}, 5xx \
          injected={}, 409 injected={}, watches dropped={}, 410 answered={}, SIGKILLs={}, self-exits={}, controller \
          starts={}, losses=0, wrong deletions=0, Secret watch events={events} (restarts {restarts}), values right after {:.1?}, all Ready \
-         after {:.1?}; outage 60 s: conditions said why after {:.1?}, Secrets byte-identical, recovered {:.1?} \
-         after restart; setup {:.1?} (seal 1000 in {:.1?}, create in {:.1?}), total {:.1?}; kills at {:?}",
+         after {:.1?}; outage 60 s: conditions said why after {:.1?}, Secrets byte-identical, rotated values after {:.1?} and all synced {:.1?} \
+         after the restart; setup {:.1?} (seal 1000 in {:.1?}, create in {:.1?}), total {:.1?}; kills at {:?}",
         total,
         VAULT_ES + AWS_ES,
         final_stats.requests_of(&WRITES),
@@ -835,6 +836,7 @@ spec:
         converged_values,
         converged,
         said_why,
+        rotated,
         recovered,
         setup_time,
         seal_time,
