@@ -697,7 +697,7 @@ spec:
     moto.stop();
     let outage_conditions = poll(
         "every ExternalSecret to say why",
-        OUTAGE,
+        OUTAGE + Duration::from_secs(30),
         Duration::from_secs(2),
         || {
             sup.keep_running();
