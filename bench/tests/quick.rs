@@ -16,7 +16,19 @@ fn quick_unseal_scenario_writes_json() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let unseal = &json["unseal"];
     assert_eq!(unseal["status"], "done");
-    assert!(unseal["unseal_values_per_s"].as_f64().unwrap() > 0.0);
-    assert!(unseal["x25519_ops_per_s"].as_f64().unwrap() > 0.0);
+    for key in [
+        "unseal_values_per_cpu_s",
+        "unseal_values_per_wall_s",
+        "x25519_ops_per_cpu_s",
+        "x25519_ops_per_wall_s",
+    ] {
+        assert!(unseal[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {unseal}");
+    }
+    // the CPU-time rate is not below the wall-clock one (a thread is on a CPU at most all the time)
+    let (cpu, wall) = (
+        unseal["unseal_values_per_cpu_s"].as_f64().unwrap(),
+        unseal["unseal_values_per_wall_s"].as_f64().unwrap(),
+    );
+    assert!(cpu >= wall * 0.99, "cpu {cpu} < wall {wall}");
     assert_eq!(json["machine"]["quick"], true);
 }
