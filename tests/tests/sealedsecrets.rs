@@ -276,7 +276,10 @@ fn leader_failover_and_restart_converge() {
     let mut b = c.controller("replica-b", &lease).unwrap();
     // every replica serves the endpoints, leader or not
     for replica in [&a, &b] {
-        let (status, body) = wait_for("endpoints", T, || http_get(replica.addr, "/v1/recipients"));
+        // 503 until the replica has read the keys (it starts a moment after replica-a made them)
+        let (status, body) = wait_for("endpoints", T, || {
+            http_get(replica.addr, "/v1/recipients").filter(|(status, _)| *status != 503)
+        });
         assert_eq!(status, 200);
         assert!(body.contains("age1"), "{body}");
     }
