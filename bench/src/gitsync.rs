@@ -170,10 +170,13 @@ fn scenario(
     // measure of that reconcile
     let start = Instant::now();
     kubectl_ok(kubeconfig, &["apply", "-f", "-"], Some(&gitsync(false)))?;
+    // the GitSync exists from here (kubectl's own start-up, discovery and request are before)
+    let created = Instant::now();
     let (first_sum, _) = wait_until("the first GitSync reconcile", Duration::from_secs(600), || {
         Ok(reconcile_stats(ctl.addr).filter(|(_, c)| *c >= 1))
     })?;
-    let first_wall = start.elapsed().as_secs_f64();
+    let with_kubectl = start.elapsed().as_secs_f64();
+    let first_wall = created.elapsed().as_secs_f64();
     let status: serde_json::Value = serde_json::from_str(&kubectl_ok(
         kubeconfig,
         &["get", "gitsync", "tree", "-n", "bench-git", "-o", "json"],
@@ -229,7 +232,7 @@ fn scenario(
     report.row(
         "gitsync",
         &format!("GitSync first apply, {n} objects (s)"),
-        format!("{first_wall:.2}"),
+        format!("{first_wall:.2} ({with_kubectl:.2} with the kubectl run creating it)"),
         "",
     );
     report.row(
@@ -241,7 +244,11 @@ fn scenario(
     report.row(
         "gitsync",
         "kubectl first / GitSync first",
-        format!("{:.1}x", kubectl_first / first_wall),
+        format!(
+            "{:.1}x ({:.1}x)",
+            kubectl_first / first_wall,
+            kubectl_first / with_kubectl
+        ),
         ">= 2x",
     );
     report.row(
@@ -282,6 +289,7 @@ fn scenario(
             "objects_applied": applied,
             "tree": "one file per object: 2/3 ConfigMaps, 1/3 Deployments, no namespace in the files",
             "gitsync_first_apply_s": first_wall,
+            "gitsync_first_apply_s_with_kubectl_creating_it": with_kubectl,
             "gitsync_first_reconcile_s_controller_measured": first_sum,
             "gitsync_no_change_reconcile_s_mean": no_change_s,
             "gitsync_no_change_reconciles": count2 - count1,
@@ -291,9 +299,11 @@ fn scenario(
             "kubectl_no_change_apply_s": kubectl_second,
             "kubectl_no_change_writes": kubectl_writes,
             "first_ratio_kubectl_over_gitsync": kubectl_first / first_wall,
+            "first_ratio_kubectl_over_gitsync_with_kubectl_creating_it": kubectl_first / with_kubectl,
             "no_change_ratio_kubectl_over_gitsync": kubectl_second / no_change_s,
-            "note": "GitSync first apply is timed from starting `kubectl apply` of the GitSync until the \
-                     controller counts its first reconcile (includes the git fetch); the no-change figure is \
+            "note": "GitSync first apply is timed from the end of the `kubectl apply` that creates the GitSync \
+                     (and, in the _with_kubectl_ figures, from its start) until the controller counts its first \
+                     reconcile (includes the git fetch and the metrics polling); the no-change figure is \
                      the controller's own mean reconcile time over periodic reconciles; writes are devcluster \
                      resourceVersion increments in the window. kubectl figures are whole-process times.",
         }),

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::{Stream, StreamExt, future};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::watcher::{self, Event};
 
@@ -28,8 +29,9 @@ fn key<K: Resource>(obj: &K) -> Key {
 #[derive(Debug)]
 pub struct ChangeFilter<K> {
     deletions: bool,
-    /// Key -> (resourceVersion, the object when deletions are passed on).
-    seen: HashMap<Key, (String, Option<K>)>,
+    /// Key -> (resourceVersion, the object when deletions are passed on; boxed, so that the table of 10,000s
+    /// of entries stays small).
+    seen: HashMap<Key, (String, Option<Box<K>>)>,
     /// Keys listed since the current re-list began.
     relisting: Option<HashSet<Key>>,
 }
@@ -77,7 +79,7 @@ impl<K: Resource + Clone> ChangeFilter<K> {
                     .cloned()
                     .collect();
                 gone.into_iter()
-                    .filter_map(|k| self.seen.remove(&k).and_then(|(_, obj)| obj))
+                    .filter_map(|k| self.seen.remove(&k).and_then(|(_, obj)| obj.map(|o| *o)))
                     .collect()
             }
             Event::Apply(obj) => self.apply(obj),
@@ -90,7 +92,21 @@ impl<K: Resource + Clone> ChangeFilter<K> {
 
     fn apply(&mut self, obj: K) -> Vec<K> {
         let rv = obj.meta().resource_version.clone().unwrap_or_default();
-        let kept = self.deletions.then(|| obj.clone());
+        // kept only to be handed on when it vanishes, to find its owner: identity and ownerReferences are all
+        // that takes (managedFields, labels and annotations of 10,000 Secrets would be tens of MiB)
+        let kept = self.deletions.then(|| {
+            let mut copy = obj.clone();
+            let meta = copy.meta_mut();
+            *meta = ObjectMeta {
+                name: meta.name.take(),
+                namespace: meta.namespace.take(),
+                uid: meta.uid.take(),
+                resource_version: meta.resource_version.take(),
+                owner_references: meta.owner_references.take(),
+                ..ObjectMeta::default()
+            };
+            Box::new(copy)
+        });
         match self.seen.insert(key(&obj), (rv.clone(), kept)) {
             Some((old, _)) if old == rv && !rv.is_empty() => Vec::new(),
             _ => vec![obj],
