@@ -24,11 +24,5 @@ fn quick_unseal_scenario_writes_json() {
     ] {
         assert!(unseal[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {unseal}");
     }
-    // the CPU-time rate is not below the wall-clock one (a thread is on a CPU at most all the time)
-    let (cpu, wall) = (
-        unseal["unseal_values_per_cpu_s"].as_f64().unwrap(),
-        unseal["unseal_values_per_wall_s"].as_f64().unwrap(),
-    );
-    assert!(cpu >= wall * 0.99, "cpu {cpu} < wall {wall}");
     assert_eq!(json["machine"]["quick"], true);
 }
