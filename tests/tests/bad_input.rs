@@ -624,19 +624,7 @@ fn gitsync_bad_manifests_apply_nothing_of_their_revision() {
 
 // ------------------------------------------------------------------------------------------ ExternalSecrets
 
-fn bao(server: &Server, token: &str, args: &[&str]) {
-    let out = Command::new("bao")
-        .env("BAO_ADDR", server.http_url())
-        .env("BAO_TOKEN", token)
-        .args(args)
-        .output()
-        .expect("running bao");
-    assert!(
-        out.status.success(),
-        "bao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::bao_cli as bao;
 
 fn external_secret(ns: &str, name: &str, store: &str, kind: &str, refs: &[(&str, &str)]) -> String {
     let data: Vec<String> = refs

@@ -3,7 +3,6 @@
 #[path = "../../providers/tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for};
@@ -19,20 +18,7 @@ fn setup(namespaces: &[&str]) -> Cluster {
     c
 }
 
-fn bao(server: &Server, token: &str, args: &[&str]) -> String {
-    let out = Command::new("bao")
-        .env("BAO_ADDR", server.http_url())
-        .env("BAO_TOKEN", token)
-        .args(args)
-        .output()
-        .expect("running bao");
-    assert!(
-        out.status.success(),
-        "bao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::bao_cli as bao;
 
 fn moto(server: &Server, target: &str, body: &str) -> String {
     sealant_e2e::moto_call(server.port, target, body)

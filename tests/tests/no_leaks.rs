@@ -61,19 +61,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn bao(server: &Server, token: &str, args: &[&str]) {
-    let out = Command::new("bao")
-        .env("BAO_ADDR", server.http_url())
-        .env("BAO_TOKEN", token)
-        .args(args)
-        .output()
-        .expect("running bao");
-    assert!(
-        out.status.success(),
-        "bao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::bao_cli as bao;
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -266,3 +266,20 @@ impl Calls {
         self.total.store(0, Ordering::SeqCst);
     }
 }
+
+/// Runs the real `bao` CLI against `server` with `token`; its standard output. Panics with bao's stderr when it
+/// fails.
+pub fn bao_cli(server: &Server, token: &str, args: &[&str]) -> String {
+    let out = Command::new("bao")
+        .env("BAO_ADDR", server.http_url())
+        .env("BAO_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("running bao");
+    assert!(
+        out.status.success(),
+        "bao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
