@@ -114,7 +114,7 @@ impl Identity {
             return None;
         }
         secret.copy_from_slice(&bytes);
-        let key = X25519Key::new(*secret);
+        let key = X25519Key::new(&secret)?;
         let public = inner.to_public();
         let recipient = Recipient {
             text: public.to_string(),
