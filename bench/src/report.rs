@@ -31,6 +31,27 @@ pub fn loadavg() -> Value {
     json!(v)
 }
 
+/// The CPU model /proc/cpuinfo names (figures differ by CPU, and the X25519 rates by its vector units).
+fn cpu_model() -> Value {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim())
+        })
+        .unwrap_or("unknown");
+    let flags: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags")?.split_once(':').map(|(_, f)| f))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|f| ["adx", "bmi2", "avx2", "avx512ifma", "sha_ni", "aes"].contains(f))
+        .collect();
+    json!({"model": model, "flags": flags})
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,6 +74,7 @@ impl Report {
             "machine".into(),
             json!({
                 "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                "cpu": cpu_model(),
                 "loadavg_at_start": loadavg(),
                 "unix_time": unix_now(),
                 "quick": quick,

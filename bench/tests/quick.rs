@@ -21,8 +21,18 @@ fn quick_unseal_scenario_writes_json() {
         "unseal_values_per_wall_s",
         "x25519_ops_per_cpu_s",
         "x25519_ops_per_wall_s",
+        "x25519_ladder_ops_per_cpu_s",
+        "x25519_awslc_ops_per_cpu_s",
     ] {
         assert!(unseal[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {unseal}");
     }
+    // the bound is the faster of the two X25519 implementations
+    let bound = unseal["x25519_ops_per_cpu_s"].as_f64().unwrap();
+    let fastest = unseal["x25519_ladder_ops_per_cpu_s"]
+        .as_f64()
+        .unwrap()
+        .max(unseal["x25519_awslc_ops_per_cpu_s"].as_f64().unwrap());
+    assert_eq!(bound, fastest, "{unseal}");
     assert_eq!(json["machine"]["quick"], true);
+    assert!(json["machine"]["cpu"]["model"].is_string(), "{}", json["machine"]);
 }
