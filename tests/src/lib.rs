@@ -366,3 +366,104 @@ pub fn secret_value(secret: &Value, key: &str) -> Option<Vec<u8>> {
     let b64 = secret["data"][key].as_str()?;
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
+
+/// How long [`wait_value`] waits for a Secret to hold a value.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until Secret `ns/name` holds `want` under `key`.
+pub fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
+    let what = format!("Secret {ns}/{name} {key}={}", String::from_utf8_lossy(want));
+    wait_for(&what, WAIT, || {
+        (secret_value(&c.get("secret", ns, name)?, key).as_deref() == Some(want)).then_some(())
+    });
+}
+
+/// The stdout of a command that must have succeeded (its stderr in the failure message).
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Secret manifest with `pairs` as stringData (values quoted as JSON strings, which YAML reads as they are).
+pub fn secret_yaml(ns: &str, name: &str, pairs: &[(&str, &str)]) -> String {
+    let data: String = pairs
+        .iter()
+        .map(|(k, v)| format!("  {k}: {}\n", Value::from(*v)))
+        .collect();
+    format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\nstringData:\n{data}")
+}
+
+/// Runs the system `git` in `dir` with a fixed identity; its trimmed stdout (panics with stderr on failure).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A Git repository in a temporary directory (branch `main`), committed to with the system `git`.
+#[derive(Debug)]
+pub struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let r = Repo {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        git(self.path(), args)
+    }
+
+    /// Writes `text` to `rel`, creating its directories.
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("a file path")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).expect("remove");
+    }
+
+    /// Commits everything; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+impl Default for Repo {
+    fn default() -> Self {
+        Repo::new()
+    }
+}

@@ -8,13 +8,12 @@
 #[path = "../../providers/tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealant_e2e::{Cluster, Controller, ready, secret_value, wait_for};
+use sealant_e2e::{Cluster, Controller, Repo, ok, ready, secret_yaml, wait_for, wait_value};
 use serde_json::{Value, json};
 use support::{Server, random_id};
 
@@ -26,20 +25,6 @@ fn setup(namespaces: &[&str]) -> Cluster {
         c.kubectl_ok(&["create", "namespace", ns]).unwrap();
     }
     c
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn secret_yaml(ns: &str, name: &str, pairs: &[(&str, &str)]) -> String {
-    let data: String = pairs.iter().map(|(k, v)| format!("  {k}: \"{v}\"\n")).collect();
-    format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\nstringData:\n{data}")
 }
 
 fn fetch_recipients(c: &Cluster) -> String {
@@ -71,13 +56,6 @@ fn wait_reason(c: &Cluster, kind: &str, ns: &str, name: &str, reason: &str) -> S
         assert_eq!(r.0, "False", "{kind} {ns}/{name}: {reason} must be Ready=False");
         Some(r.2)
     })
-}
-
-fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
-    wait_for(&format!("Secret {ns}/{name} {key}"), T, || {
-        let s = c.get("secret", ns, name)?;
-        (secret_value(&s, key).as_deref() == Some(want)).then_some(())
-    });
 }
 
 /// The message tells the user what to do: it names the problem and carries an instruction.
@@ -461,55 +439,6 @@ fn cli_seal_bad_input_writes_nothing() {
 }
 
 // ----------------------------------------------------------------------------------------------- GitSync
-
-/// A Git repository committed to with the system `git`.
-struct Repo(tempfile::TempDir);
-
-impl Repo {
-    fn new() -> Repo {
-        let r = Repo(tempfile::tempdir().unwrap());
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(self.path())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-            .env("GIT_COMMITTER_NAME", "test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn remove(&self, rel: &str) {
-        std::fs::remove_file(self.path().join(rel)).unwrap();
-    }
-
-    fn commit(&self, message: &str) -> String {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-}
 
 fn configmap(name: &str, value: &str) -> String {
     format!(

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, secret_value, wait_for};
+use sealant_e2e::{Cluster, wait_for, wait_value};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(40);
@@ -37,12 +37,6 @@ fn render() -> (String, Vec<Value>) {
     let text = String::from_utf8(out.stdout).unwrap();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
     (text, docs.into_iter().filter(|d| !d.is_null()).collect())
-}
-
-fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
-    wait_for(&format!("Secret {ns}/{name}"), T, || {
-        (secret_value(&c.get("secret", ns, name)?, key).as_deref() == Some(want)).then_some(())
-    });
 }
 
 /// The ClusterRole without the `create` verb on Secrets.

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for};
+use sealant_e2e::{Cluster, Controller, http_get, ready, wait_for, wait_value};
 use support::{Server, random_id};
 
 const T: Duration = Duration::from_secs(40);
@@ -32,17 +32,6 @@ fn metric(controller: &Controller, line_prefix: &str) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .map(|v| v as u64)
         .unwrap_or(0)
-}
-
-fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
-    wait_for(
-        &format!("Secret {ns}/{name} {key}={}", String::from_utf8_lossy(want)),
-        T,
-        || {
-            let s = c.get("secret", ns, name)?;
-            (secret_value(&s, key).as_deref() == Some(want)).then_some(())
-        },
-    );
 }
 
 fn wait_reason(c: &Cluster, ns: &str, name: &str, reason: &str) -> String {

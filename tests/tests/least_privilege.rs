@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sealant_devcluster::AuditEntry;
 use sealant_devcluster::rbac::rule_allows;
-use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for};
+use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for, wait_value};
 use serde_json::{Value, json};
 use support::{Server, random_id};
 
@@ -83,13 +83,6 @@ fn bao(server: &Server, ca: &Path, token: &str, args: &[&str]) {
         "bao {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
-    let what = format!("Secret {ns}/{name} {key}={}", String::from_utf8_lossy(want));
-    wait_for(&what, T, || {
-        (secret_value(&c.get("secret", ns, name)?, key).as_deref() == Some(want)).then_some(())
-    });
 }
 
 fn strs(v: &Value) -> Vec<String> {

@@ -11,13 +11,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealant_e2e::{Cluster, http_get, moto_call, ready, secret_value, wait_for};
+use sealant_e2e::{
+    Cluster, git, http_get, moto_call, ok, ready, secret_value, secret_yaml, wait_for, wait_value,
+};
 use support::{Server, random_id};
 
 const T: Duration = Duration::from_secs(40);
@@ -44,15 +45,6 @@ fn forms(value: &str) -> Vec<String> {
     out
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn text(out: &Output) -> String {
     format!(
         "{}\n{}",
@@ -62,39 +54,6 @@ fn text(out: &Output) -> String {
 }
 
 use support::bao_cli as bao;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn secret_yaml(ns: &str, name: &str, pairs: &[(&str, &str)]) -> String {
-    let data: String = pairs
-        .iter()
-        .map(|(k, v)| format!("  {k}: {}\n", serde_json::to_string(v).unwrap()))
-        .collect();
-    format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\nstringData:\n{data}")
-}
-
-fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &str) {
-    wait_for(&format!("Secret {ns}/{name} {key}"), T, || {
-        let s = c.get("secret", ns, name)?;
-        (secret_value(&s, key).as_deref() == Some(want.as_bytes())).then_some(())
-    });
-}
 
 fn wait_reason(c: &Cluster, kind: &str, ns: &str, name: &str, reason: &str) {
     wait_for(&format!("{kind} {ns}/{name} reason {reason}"), T, || {
@@ -162,7 +121,7 @@ fn seeded_values_reach_their_secrets_and_nothing_else() {
     );
     assert_ne!(templated, sealed);
     c.apply(&templated).unwrap();
-    wait_value(&c, "prod", "db", "b", &b);
+    wait_value(&c, "prod", "db", "b", b.as_bytes());
     flowed.push((a.clone(), "prod", "db", "a", a.clone()));
     flowed.push((b.clone(), "prod", "db", "b", b.clone()));
     flowed.push((a.clone(), "prod", "db", "url", format!("pg://u:{a}@db")));
@@ -175,7 +134,7 @@ fn seeded_values_reach_their_secrets_and_nothing_else() {
         &[("good", &m1), ("bad", &m2)],
     )))
     .unwrap();
-    wait_value(&c, "prod", "mixed", "bad", &m2);
+    wait_value(&c, "prod", "mixed", "bad", m2.as_bytes());
     flowed.push((m1.clone(), "prod", "mixed", "good", m1.clone()));
     flowed.push((m2.clone(), "prod", "mixed", "bad", m2.clone()));
     let (n1, n2) = (seeded("upda"), seeded("updb"));
@@ -332,9 +291,9 @@ spec:
         "shop",
         "from-vault",
         "dsn",
-        &format!("pg://app:{vault_pw}@db"),
+        format!("pg://app:{vault_pw}@db").as_bytes(),
     );
-    wait_value(&c, "shop", "from-aws", "token", &aws_token);
+    wait_value(&c, "shop", "from-aws", "token", aws_token.as_bytes());
     wait_reason(&c, "externalsecret", "shop", "half-missing", "ProviderError");
     wait_reason(&c, "externalsecret", "shop", "not-json", "ExtractFailed");
     wait_reason(&c, "externalsecret", "shop", "not-base64", "ExtractFailed");
@@ -381,7 +340,7 @@ spec:
         repo.path().display()
     ))
     .unwrap();
-    wait_value(&c, "apps", "from-git", "password", &git_value);
+    wait_value(&c, "apps", "from-git", "password", git_value.as_bytes());
     flowed.push((
         git_value.clone(),
         "apps",
@@ -399,7 +358,7 @@ spec:
     .unwrap();
     git(repo.path(), &["add", "-A"]);
     git(repo.path(), &["commit", "-q", "-m", "plain"]);
-    wait_value(&c, "apps", "plain", "password", &plain_value);
+    wait_value(&c, "apps", "plain", "password", plain_value.as_bytes());
     flowed.push((
         plain_value.clone(),
         "apps",
@@ -451,7 +410,7 @@ spec:
     let rotated = std::fs::read_to_string(&rot_file).unwrap();
     assert_ne!(rotated, before, "reencrypt changed nothing");
     c.apply(&rotated).unwrap();
-    wait_value(&c, "prod", "rotated", "k", &rot_value);
+    wait_value(&c, "prod", "rotated", "k", rot_value.as_bytes());
     flowed.push((rot_value.clone(), "prod", "rotated", "k", rot_value.clone()));
 
     // a provider outage after a sync

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, http_get, ready, secret_value, wait_for};
+use sealant_e2e::{Cluster, http_get, ok, ready, secret_value, secret_yaml, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -22,20 +22,6 @@ fn setup() -> Cluster {
     }
     c.apply(CONTROLLER_SERVICE).unwrap();
     c
-}
-
-fn secret_yaml(ns: &str, name: &str, pairs: &[(&str, &str)]) -> String {
-    let data: String = pairs.iter().map(|(k, v)| format!("  {k}: \"{v}\"\n")).collect();
-    format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\nstringData:\n{data}")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Fetches the published recipients into a file and returns its path.
