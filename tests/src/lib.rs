@@ -467,3 +467,30 @@ impl Default for Repo {
         Repo::new()
     }
 }
+
+/// `scripts/chart.py render` for release `sealant` in namespace `sealant`, with extra `--set`-style arguments:
+/// the rendered YAML and its documents (empty ones dropped).
+pub fn render_chart(set: &[&str]) -> (String, Vec<Value>) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new("python3")
+        .current_dir(root)
+        .args([
+            "scripts/chart.py",
+            "render",
+            "--namespace",
+            "sealant",
+            "--release",
+            "sealant",
+        ])
+        .args(set)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "chart render failed (run scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8 YAML");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
+    (text, docs.into_iter().filter(|d| !d.is_null()).collect())
+}

@@ -8,36 +8,11 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, wait_for, wait_value};
+use sealant_e2e::{Cluster, render_chart, wait_for, wait_value};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(40);
 const SERVICE_ACCOUNT: &str = "sealant-controller";
-
-/// `scripts/chart.py render` for release `sealant` in namespace `sealant`, as JSON documents.
-fn render() -> (String, Vec<Value>) {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = Command::new("python3")
-        .current_dir(root)
-        .args([
-            "scripts/chart.py",
-            "render",
-            "--namespace",
-            "sealant",
-            "--release",
-            "sealant",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "chart render failed (run scripts/setup.sh): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
-    (text, docs.into_iter().filter(|d| !d.is_null()).collect())
-}
 
 /// The ClusterRole without the `create` verb on Secrets.
 fn without_creating_secrets(role: &Value) -> Value {
@@ -72,7 +47,7 @@ fn the_controller_works_with_the_chart_rbac_and_needs_it() {
     for ns in ["sealant", "shop"] {
         c.kubectl_ok(&["create", "namespace", ns]).unwrap();
     }
-    let (yaml, docs) = render();
+    let (yaml, docs) = render_chart(&[]);
     c.apply(&yaml).expect("the rendered chart applies with kubectl");
     let token = c
         .handle()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sealant_devcluster::AuditEntry;
 use sealant_devcluster::rbac::rule_allows;
-use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for, wait_value};
+use sealant_e2e::{Cluster, Controller, http_get, ready, render_chart, secret_value, wait_for, wait_value};
 use serde_json::{Value, json};
 use support::{Server, random_id};
 
@@ -28,39 +28,13 @@ const CONTROLLER_USER: &str = "system:serviceaccount:sealant:sealant-controller"
 /// Empty: every flow that needs a permission is exercised. An entry must say why its path cannot be reached.
 const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[];
 
-/// `scripts/chart.py render` for release `sealant` in namespace `sealant`: the YAML and its documents.
-fn render(set: &[&str]) -> (String, Vec<Value>) {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = Command::new("python3")
-        .current_dir(root)
-        .args([
-            "scripts/chart.py",
-            "render",
-            "--namespace",
-            "sealant",
-            "--release",
-            "sealant",
-        ])
-        .args(set)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "chart render failed (run scripts/setup.sh): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
-    (text, docs.into_iter().filter(|d| !d.is_null()).collect())
-}
-
 /// A cluster with the chart applied, RBAC on, and the namespaces the flows use.
 fn chart_cluster(namespaces: &[&str], set: &[&str]) -> (Cluster, Vec<Value>, std::path::PathBuf) {
     let c = Cluster::start().expect("devcluster");
     for ns in ["sealant"].iter().chain(namespaces) {
         c.kubectl_ok(&["create", "namespace", ns]).unwrap();
     }
-    let (yaml, docs) = render(set);
+    let (yaml, docs) = render_chart(set);
     c.apply(&yaml).expect("the rendered chart applies with kubectl");
     let token = c
         .handle()
