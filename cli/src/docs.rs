@@ -12,7 +12,7 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
         hinted(
             format!("{source} is not valid YAML or JSON: {}", yaml_error(&e)),
-            "fix the syntax at that line and column (indentation and `key: value` pairs are the usual suspects)",
+            yaml_hint(&e),
         )
     })?;
     let mut out = Vec::with_capacity(docs.len());
@@ -32,6 +32,32 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
         out.push(doc);
     }
     Ok(out)
+}
+
+/// What to do about a YAML parser error: a syntax error is fixed where it is; an input over the parser's limits
+/// (nesting depth, alias expansion, size: the guards against YAML bombs) is not a syntax problem at all.
+pub fn yaml_hint(e: &serde_saphyr::Error) -> &'static str {
+    let mut e = e.without_snippet();
+    while let serde_saphyr::Error::AliasError { error, .. } = e {
+        e = error.without_snippet();
+    }
+    let over_limit = match e {
+        serde_saphyr::Error::Budget { .. } => true,
+        serde_saphyr::Error::IOError { cause } => cause.kind() == std::io::ErrorKind::FileTooLarge,
+        serde_saphyr::Error::ExternalMessage { source, .. } => matches!(
+            &**source,
+            serde_saphyr::ExternalMessageSource::Parser(scan)
+                if matches!(scan.kind(), serde_saphyr::granit_parser::ErrorKind::RecursionLimitExceeded)
+        ),
+        _ => false,
+    };
+    if over_limit {
+        "the document is nested deeper, expands more aliases or is bigger than a manifest should be (limits \
+             against YAML bombs): flatten it, write the values out instead of `*alias` references, or split it \
+             into several files"
+    } else {
+        "fix the syntax at that line and column (indentation and `key: value` pairs are the usual suspects)"
+    }
 }
 
 /// A YAML parser error as text, without the parser's own `error: ` prefix (ours already says it) and without

@@ -937,7 +937,26 @@ fn bad_seal_input_is_a_hinted_error() {
         (
             "malformed YAML",
             "apiVersion: v1\nkind: [Secret\n",
-            &["not valid YAML"],
+            &["not valid YAML", "fix the syntax"],
+        ),
+        (
+            "nested past the parser's depth limit",
+            &format!(
+                "apiVersion: v1\nkind: Secret\ndata: {}{}\n",
+                "[".repeat(5000),
+                "]".repeat(5000)
+            ),
+            &["not valid YAML", "nested deeper", "flatten it"],
+        ),
+        (
+            "an alias bomb",
+            &format!(
+                "apiVersion: v1\nkind: Secret\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n{}data: {{a: eA==}}\n",
+                (1..12)
+                    .map(|i| format!("l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 10].join(", ")))
+                    .collect::<String>()
+            ),
+            &["not valid YAML", "aliases", "write the values out"],
         ),
         (
             "ConfigMap",
