@@ -885,6 +885,34 @@ fn reencrypt_finds_a_sealed_secret_on_its_separator_line() {
     sb.unseal("old.txt", ss).fails_with_hint();
 }
 
+/// A kind spelled with escapes is still a SealedSecret (the fast path skipped files without the literal word).
+#[test]
+fn reencrypt_finds_a_kind_spelled_with_escapes() {
+    let sb = Sandbox::new();
+    let old = sb.keygen("old.txt");
+    let new = sb.keygen("new.txt");
+    let sealed = seal(
+        &sb,
+        &old,
+        &secret_yaml("db", Some("prod"), &[("pw", "p")]),
+        &["--format", "json"],
+    );
+    let escaped = sealed.replacen("\"SealedSecret\"", "\"Sealed\\u0053ecret\"", 1);
+    assert!(!escaped.contains("SealedSecret"), "{escaped}");
+    sb.write("tree/escaped.json", &escaped);
+    // files with backslashes that hold no SealedSecret, one not even valid JSON: left alone, no error
+    sb.write("tree/paths.json", "{\"dir\": \"C:\\\\temp\"}\n");
+    sb.write("tree/broken.json", "{\"a\": \"\\q\n");
+    sb.write("tree/notes.yaml", "text: \"tab\\there\"\n");
+    let out = sb.run(&["reencrypt", "-i", "old.txt", "-r", &new, "tree"], "");
+    out.ok();
+    out.stderr_has(&["re-sealed 1 values in 1 SealedSecrets across 1 files"]);
+    let text = sb.read("tree/escaped.json");
+    assert_eq!(sb.unseal_data("new.txt", &text)[0]["pw"], b"p");
+    assert_eq!(sb.read("tree/broken.json"), "{\"a\": \"\\q\n");
+    sb.unseal("old.txt", &text).fails_with_hint();
+}
+
 #[test]
 fn reencrypt_without_recipient_uses_config_rule_per_file() {
     let sb = Sandbox::new();

@@ -103,7 +103,9 @@ fn each_input<'a>(
     let mut pending = Vec::new();
     for file in manifest_files(paths)? {
         let text = crate::files::read_file(&file, "PATH")?;
-        if !text.contains("SealedSecret") {
+        // fast path: a file that cannot hold a SealedSecret is not parsed. The kind may be spelled with escapes
+        // (JSON `\u0053`, YAML double-quoted `\x53`), so a file with a backslash is parsed anyway.
+        if !text.contains("SealedSecret") && !text.contains('\\') {
             continue;
         }
         let json = file.extension().is_some_and(|e| e == "json");
@@ -137,8 +139,15 @@ fn rewrite(
         sealed_to_doc(&reseal(ss, tally)?)
     };
     if json || text.trim_start().starts_with('{') {
-        let mut doc: Value = serde_json::from_str(text)
-            .map_err(|e| hinted(format!("{source} is not valid JSON: {e}"), "fix the JSON syntax"))?;
+        let mut doc: Value = match serde_json::from_str(text) {
+            Ok(doc) => doc,
+            // not JSON and not naming a SealedSecret (parsed only for a backslash): not one of ours to fix
+            Err(_) if !text.contains("SealedSecret") => return Ok(None),
+            Err(e) => bail!(hinted(
+                format!("{source} is not valid JSON: {e}"),
+                "fix the JSON syntax"
+            )),
+        };
         let changed = if is_sealed_secret(&doc) {
             doc = reseal_value(doc, source, tally)?;
             true
