@@ -862,9 +862,9 @@ fn reencrypt_stdin_to_stdout() {
     sb.unseal("old.txt", ss).fails_with_hint();
 }
 
-/// A document may start on its `---` line (the `secret_parsers` fuzz target checks it; reencrypt skipped it).
-#[test]
-fn reencrypt_finds_a_sealed_secret_on_its_separator_line() {
+/// A sandbox with keys `old.txt` and `new.txt`, the recipient of `new.txt`, and Secret prod/db {pw: p} sealed
+/// to `old.txt` as JSON.
+fn one_sealed_json() -> (Sandbox, String, String) {
     let sb = Sandbox::new();
     let old = sb.keygen("old.txt");
     let new = sb.keygen("new.txt");
@@ -874,6 +874,13 @@ fn reencrypt_finds_a_sealed_secret_on_its_separator_line() {
         &secret_yaml("db", Some("prod"), &[("pw", "p")]),
         &["--format", "json"],
     );
+    (sb, new, sealed)
+}
+
+/// A document may start on its `---` line (the `secret_parsers` fuzz target checks it; reencrypt skipped it).
+#[test]
+fn reencrypt_finds_a_sealed_secret_on_its_separator_line() {
+    let (sb, new, sealed) = one_sealed_json();
     let flow: Value = serde_json::from_str(&sealed).unwrap();
     let input = format!("{CONFIGMAP_PART}--- {flow}\n");
     let out = sb.run(&["reencrypt", "-i", "old.txt", "-r", &new], &input);
@@ -888,15 +895,7 @@ fn reencrypt_finds_a_sealed_secret_on_its_separator_line() {
 /// A kind spelled with escapes is still a SealedSecret (the fast path skipped files without the literal word).
 #[test]
 fn reencrypt_finds_a_kind_spelled_with_escapes() {
-    let sb = Sandbox::new();
-    let old = sb.keygen("old.txt");
-    let new = sb.keygen("new.txt");
-    let sealed = seal(
-        &sb,
-        &old,
-        &secret_yaml("db", Some("prod"), &[("pw", "p")]),
-        &["--format", "json"],
-    );
+    let (sb, new, sealed) = one_sealed_json();
     let escaped = sealed.replacen("\"SealedSecret\"", "\"Sealed\\u0053ecret\"", 1);
     assert!(!escaped.contains("SealedSecret"), "{escaped}");
     sb.write("tree/escaped.json", &escaped);
