@@ -81,7 +81,7 @@ pub struct ChangeFilter<K> {
     relisting: Option<HashSet<Id>>,
     /// Shared copies of namespaces and owner kinds (a handful, referenced by 10,000s of entries).
     namespaces: HashSet<Arc<str>>,
-    kinds: HashSet<Arc<(String, String)>>,
+    kinds: Vec<Arc<(String, String)>>,
 }
 
 /// The filter's view of whether deletions are passed on: when they are, how to make the stand-in of an
@@ -111,7 +111,7 @@ impl<K: Resource + Clone> ChangeFilter<K> {
             seen: HashMap::new(),
             relisting: None,
             namespaces: HashSet::new(),
-            kinds: HashSet::new(),
+            kinds: Vec::new(),
         }
     }
 
@@ -194,28 +194,37 @@ impl<K: Resource + Clone> ChangeFilter<K> {
         let owners = refs
             .iter()
             .map(|r| Owner {
-                kind: intern(&mut self.kinds, (r.api_version.clone(), r.kind.clone()).into()),
+                kind: self.kind(r),
                 name: (r.name != name).then(|| r.name.as_str().into()),
                 controller: r.controller,
             })
             .collect();
         Some(Box::new(Owned {
-            namespace: meta
-                .namespace
-                .as_deref()
-                .map(|ns| intern(&mut self.namespaces, ns.into())),
+            namespace: meta.namespace.as_deref().map(|ns| self.namespace(ns)),
             name: name.into(),
             owners,
         }))
     }
-}
 
-fn intern<T: Eq + Hash + ?Sized>(set: &mut HashSet<Arc<T>>, value: Arc<T>) -> Arc<T> {
-    if let Some(shared) = set.get(&value) {
-        return shared.clone();
+    /// The shared copy of a namespace (looked up without allocating: this runs on every owned-object event).
+    fn namespace(&mut self, ns: &str) -> Arc<str> {
+        if let Some(shared) = self.namespaces.get(ns) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = ns.into();
+        self.namespaces.insert(shared.clone());
+        shared
     }
-    set.insert(value.clone());
-    value
+
+    /// The shared copy of an owner's apiVersion and kind (a handful of kinds: a linear search).
+    fn kind(&mut self, r: &OwnerReference) -> Arc<(String, String)> {
+        if let Some(shared) = self.kinds.iter().find(|k| k.0 == r.api_version && k.1 == r.kind) {
+            return shared.clone();
+        }
+        let shared = Arc::new((r.api_version.clone(), r.kind.clone()));
+        self.kinds.push(shared.clone());
+        shared
+    }
 }
 
 /// A stand-in for an object that vanished: identity and ownerReferences, which is all that finds its owners
