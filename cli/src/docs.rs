@@ -8,13 +8,20 @@ use crate::error::hinted;
 
 /// Parses every document of a YAML or JSON stream; `kind: List` documents are flattened into their items and
 /// empty documents are dropped.
+///
+/// JSON is read by the YAML parser too, except what YAML refuses: a key longer than 1024 characters is not a
+/// YAML implicit key, yet valid JSON (and what sealant itself writes for such a Secret). Text the YAML parser
+/// refuses is read again as a stream of JSON values; when that fails as well, the YAML error is the one told.
 pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
-        hinted(
-            format!("{source} is not valid YAML or JSON: {}", yaml_error(&e)),
-            yaml_hint(&e),
-        )
-    })?;
+    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        Ok(docs) => docs,
+        Err(e) => json_stream(text).ok_or_else(|| {
+            hinted(
+                format!("{source} is not valid YAML or JSON: {}", yaml_error(&e)),
+                yaml_hint(&e),
+            )
+        })?,
+    };
     let mut out = Vec::with_capacity(docs.len());
     for doc in docs {
         if doc.is_null() {
@@ -32,6 +39,18 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
         out.push(doc);
     }
     Ok(out)
+}
+
+/// `text` as one or more JSON values one after the other, or None if it is not that.
+fn json_stream(text: &str) -> Option<Vec<Value>> {
+    let trimmed = text.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{feff}');
+    if !trimmed.starts_with(['{', '[']) {
+        return None;
+    }
+    serde_json::Deserializer::from_str(trimmed)
+        .into_iter::<Value>()
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
 }
 
 /// What to do about a YAML parser error: a syntax error is fixed where it is; an input over the parser's limits
@@ -182,6 +201,26 @@ mod tests {
         let docs =
             parse_documents("---\n---\nkind: List\nitems: [{a: 1}, {b: 2}]\n---\nc: 3\n", "t").unwrap();
         assert_eq!(docs.len(), 3);
+    }
+
+    #[test]
+    fn json_that_yaml_refuses_parses() {
+        // Keys over 1024 characters are no YAML implicit keys; JSON has no such limit.
+        let key = "k".repeat(1100);
+        let text =
+            format!("{{\"kind\": \"Secret\", \"metadata\": {{\"annotations\": {{\"{key}\": \"v\"}}}}}}\n");
+        assert!(
+            serde_saphyr::from_multiple::<Value>(&text).is_err(),
+            "the YAML parser took it after all"
+        );
+        let docs = parse_documents(&text, "t").unwrap();
+        assert_eq!(docs[0]["metadata"]["annotations"][&key], "v");
+        // Two JSON values one after the other are two documents.
+        let docs = parse_documents(&format!("{text}{text}"), "t").unwrap();
+        assert_eq!(docs.len(), 2);
+        // Broken JSON still gets the YAML parser's message and hint.
+        let e = parse_documents(&text[..text.len() - 3], "t").unwrap_err();
+        assert!(format!("{e:#}").contains("t is not valid YAML or JSON"), "{e:#}");
     }
 
     #[test]
