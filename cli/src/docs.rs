@@ -41,13 +41,10 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// `text` as one or more JSON values one after the other, or None if it is not that.
+/// `text` as one or more JSON values one after the other (a byte order mark, which YAML allows, skipped), or
+/// None if it is not that.
 fn json_stream(text: &str) -> Option<Vec<Value>> {
-    let trimmed = text.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{feff}');
-    if !trimmed.starts_with(['{', '[']) {
-        return None;
-    }
-    serde_json::Deserializer::from_str(trimmed)
+    serde_json::Deserializer::from_str(text.trim_start_matches('\u{feff}'))
         .into_iter::<Value>()
         .collect::<Result<Vec<_>, _>>()
         .ok()
