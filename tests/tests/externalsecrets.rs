@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, Controller, http_get, ready, wait_for, wait_value};
+use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for, wait_value};
 use support::{Server, random_id};
 
 const T: Duration = Duration::from_secs(40);
@@ -425,6 +425,20 @@ spec:
             "{name}: a Secret appeared in another namespace"
         );
     }
+
+    // a value that does not exist yet: RemoteNotFound, looked for again on the refresh interval (not minutes
+    // later), and synced once it is created
+    c.apply(&es("shop", "late", "aws", "SecretStore", 99)).unwrap();
+    assert!(wait_reason(&c, "shop", "late", "RemoteNotFound").contains("app/key-99"));
+    moto(
+        &aws,
+        "CreateSecret",
+        r#"{"Name":"app/key-99","SecretString":"{\"value\":\"late\"}"}"#,
+    );
+    wait_for("the late value", Duration::from_secs(20), || {
+        (secret_value(&c.get("secret", "shop", "late")?, "value").as_deref() == Some(b"late".as_slice()))
+            .then_some(())
+    });
 
     // outage: moto stops, Secrets stay byte-identical; it comes back (empty) and is seeded again
     let before = c.get("secret", "shop", "es-3").unwrap()["data"].clone();

@@ -192,7 +192,9 @@ async fn reconcile_inner(es: &ExternalSecret, ctx: &Context) -> Result<Action, E
         let mut keys: Vec<&str> = results.keys().map(|r| r.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
-        return gone(ctx, es, &ns, &uid, &secrets, existing, &keys.join(", ")).await;
+        gone(ctx, es, &ns, &uid, &secrets, existing, &keys.join(", ")).await?;
+        let n = count_failure(ctx, &uid);
+        return Ok(Action::requeue(retry_delay(n, interval)));
     }
 
     // build
@@ -278,12 +280,7 @@ async fn failed(
     reason: &'static str,
     message: String,
 ) -> Result<Action, Error> {
-    let n = {
-        let mut f = ctx.failures.lock().expect("failures lock");
-        let n = f.entry(uid.to_owned()).or_default();
-        *n += 1;
-        *n
-    };
+    let n = count_failure(ctx, uid);
     warn!(reason, %message, failures = n, "ExternalSecret not synced; the Secret is left as it was");
     finish(
         ctx,
@@ -295,7 +292,16 @@ async fn failed(
     Ok(Action::requeue(retry_delay(n, interval)))
 }
 
-/// Every remote value is gone: deletionPolicy decides.
+/// One more consecutive failure of ExternalSecret `uid`; the count after it.
+fn count_failure(ctx: &Context, uid: &str) -> u32 {
+    let mut f = ctx.failures.lock().expect("failures lock");
+    let n = f.entry(uid.to_owned()).or_default();
+    *n += 1;
+    *n
+}
+
+/// Every remote value is gone: deletionPolicy decides. The caller looks for the values again on the retry
+/// backoff (capped by refreshInterval), so a value created in the provider is picked up by the next refresh.
 async fn gone(
     ctx: &Context,
     es: &ExternalSecret,
@@ -304,7 +310,7 @@ async fn gone(
     secrets: &Api<Secret>,
     existing: Option<Secret>,
     keys: &str,
-) -> Result<Action, Error> {
+) -> Result<(), Error> {
     let target = es.spec.target.name.clone().unwrap_or_else(|| es.name_any());
     match (es.spec.target.deletion_policy, existing) {
         (DeletionPolicy::Delete, Some(s)) if secretwriter::is_ours(&s, uid) => {
@@ -358,7 +364,7 @@ async fn gone(
             .await?;
         }
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(())
 }
 
 async fn apply(
