@@ -6,6 +6,7 @@ pub mod docs;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz_support;
+pub mod k8s;
 pub mod secret;
 
 /// The output format of documents.

@@ -5,7 +5,7 @@ mod cmd;
 mod config;
 mod files;
 
-use sealant_cli::{Format, docs, error, secret};
+use sealant_cli::{Format, docs, error, k8s, secret};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,6 +13,7 @@ use zeroize::Zeroize;
 
 use crate::docs::kind_of;
 use crate::error::hinted;
+use crate::k8s;
 
 /// The annotation `kubectl apply` leaves behind; it may hold the plaintext, so it never reaches the output.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -187,6 +188,8 @@ fn read_secret(doc: &Value, index: usize) -> Result<SecretInput> {
             "keys may contain only letters, digits, `-`, `_` and `.` (and may not be `.` or `..`)",
         ));
     }
+    k8s::check_metadata(&label, &input.labels, &input.annotations)?;
+    k8s::check_type(&label, input.type_.as_deref(), &input.data, &input.annotations)?;
     Ok(input)
 }
 

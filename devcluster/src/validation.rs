@@ -138,7 +138,8 @@ pub fn validate_metadata(obj: &Value) -> FieldErrors {
         Value::Object(m) => {
             let mut total = 0usize;
             for (k, v) in m {
-                if !qualified_name(k) {
+                // apimachinery checks annotation keys lowercased
+                if !qualified_name(&k.to_ascii_lowercase()) {
                     errs.push(("metadata.annotations".into(), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
                 }
                 match v.as_str() {
@@ -171,6 +172,63 @@ pub fn validate_metadata(obj: &Value) -> FieldErrors {
             "metadata.finalizers".into(),
             "Invalid value: must be a list of strings".into(),
         ));
+    }
+    errs
+}
+
+/// The keys (and annotation) the built-in Secret types require, as kube-apiserver's ValidateSecret checks them.
+fn secret_type_errors(obj: &Value) -> FieldErrors {
+    let data = &obj["data"];
+    let has = |key: &str| data.get(key).is_some_and(|v| !v.is_null());
+    let decoded = |key: &str| {
+        data[key]
+            .as_str()
+            .and_then(|b64| STANDARD.decode(b64).ok())
+            .unwrap_or_default()
+    };
+    let required = |key: &str| (format!("data[{key}]"), "Required value".to_string());
+    let mut errs = FieldErrors::new();
+    match obj["type"].as_str().unwrap_or_default() {
+        "kubernetes.io/tls" => errs.extend(
+            ["tls.crt", "tls.key"]
+                .into_iter()
+                .filter(|k| !has(k))
+                .map(required),
+        ),
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.extend(["username", "password"].map(required));
+        }
+        "kubernetes.io/ssh-auth" if decoded("ssh-privatekey").is_empty() => {
+            errs.push(required("ssh-privatekey"))
+        }
+        docker @ ("kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson") => {
+            let key = if docker == "kubernetes.io/dockercfg" {
+                ".dockercfg"
+            } else {
+                ".dockerconfigjson"
+            };
+            if !has(key) {
+                errs.push(required(key));
+            } else if !serde_json::from_slice::<Value>(&decoded(key))
+                .is_ok_and(|v| v.is_object() || v.is_null())
+            {
+                errs.push((
+                    format!("data[{key}]"),
+                    "Invalid value: \"<secret contents redacted>\": not a JSON object".into(),
+                ));
+            }
+        }
+        "kubernetes.io/service-account-token"
+            if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+                .as_str()
+                .is_none_or(str::is_empty) =>
+        {
+            errs.push((
+                "metadata.annotations[kubernetes.io/service-account.name]".into(),
+                "Required value".into(),
+            ));
+        }
+        _ => {}
     }
     errs
 }
@@ -262,6 +320,7 @@ pub fn prepare(resource: &str, group: &str, obj: &mut Value) -> FieldErrors {
                     }
                 }
             }
+            errs.extend(secret_type_errors(obj));
             if total > MAX_DATA_BYTES {
                 errs.push((
                     "data".into(),

@@ -504,6 +504,64 @@ async fn create_secret_and_validation_errors() {
         ])
         .await;
     assert!(!o.ok && o.stderr.contains("immutable"), "{}", o.stderr);
+
+    // the built-in types need their keys (secret values stay out of the message); annotation keys are
+    // checked lowercased
+    for (name, type_, literals, says) in [
+        ("web", "tls", &["tls.crt=c"][..], "data[tls.key]: Required value"),
+        (
+            "ssh",
+            "ssh-auth",
+            &["ssh-privatekey="][..],
+            "data[ssh-privatekey]: Required value",
+        ),
+        (
+            "reg",
+            "dockerconfigjson",
+            &[".dockerconfigjson=hunter2"][..],
+            "data[.dockerconfigjson]: Invalid",
+        ),
+    ] {
+        let mut args = vec![
+            "create".to_owned(),
+            "secret".into(),
+            "generic".into(),
+            name.into(),
+            format!("--type=kubernetes.io/{type_}"),
+        ];
+        args.extend(literals.iter().map(|l| format!("--from-literal={l}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = k.run(&args).await;
+        assert!(!o.ok && o.stderr.contains(says), "{name}: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("tls.crt]") && !o.stderr.contains("hunter2"),
+            "{}",
+            o.stderr
+        );
+    }
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "web",
+        "--type=kubernetes.io/tls",
+        "--from-literal=tls.crt=c",
+        "--from-literal=tls.key=k",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "reg",
+        "--docker-server=registry.example",
+        "--docker-username=u",
+        "--docker-password=p",
+    ])
+    .await;
+    k.ok(&["annotate", "secret", "db", "Example.com/Note=x"]).await;
+    let o = k.run(&["label", "secret", "db", "Example.com/tier=x"]).await;
+    assert!(!o.ok && o.stderr.contains("metadata.labels"), "{}", o.stderr);
     h.shutdown().await;
 }
 

@@ -311,6 +311,12 @@ fn sealed_secrets_bad_input() {
             "SecretRejected",
             vec!["bad label", "fix spec.template"],
         ),
+        (
+            "tpl-tls",
+            json!({"type": "kubernetes.io/tls"}),
+            "SecretRejected",
+            vec!["data[tls.crt]: Required value", "fix spec.template"],
+        ),
     ];
     for (name, template, reason, needles) in &template_cases {
         let mut ss = seal(&c, &[r], &secret_yaml("prod", name, &[("k", "v")]));

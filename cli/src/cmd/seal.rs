@@ -11,6 +11,7 @@ use crate::config::{self, Choice};
 use crate::docs::{parse_documents, render};
 use crate::error::hinted;
 use crate::files::{Mode, read_input, write_atomic, write_output};
+use crate::k8s::check_dns_name;
 use crate::secret::{
     agree, build_sealed, fingerprints, recorded_scope, seal_data, sealed_from_doc, sealed_to_doc,
     secret_from_doc,
@@ -104,25 +105,6 @@ fn place(
         None => {}
     }
     Ok((name, namespace))
-}
-
-fn check_dns_name(value: &str, what: &str, max: usize) -> Result<()> {
-    let ok_chars = value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ok_ends = value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let ok_dots = max == 253 || !value.contains('.');
-    if value.is_empty() || value.len() > max || !ok_chars || !ok_ends || !ok_dots {
-        bail!(hinted(
-            format!("`{value}` is not a valid Kubernetes {what}"),
-            format!(
-                "use at most {max} lowercase letters, digits and `-`{}, starting and ending with a letter or digit",
-                if max == 253 { " or `.`" } else { "" }
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// `--raw`: one value from `--from-file` or standard input, printed as sealed text.
