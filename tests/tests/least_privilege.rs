@@ -415,6 +415,27 @@ spec:
     wait_for("the Secret of a deleted remote value to go", T, || {
         c.get("secret", "shop", "gone").is_none().then_some(())
     });
+    // looked for again every few seconds (refreshInterval 2s), the condition still says the Secret was
+    // deleted, and nothing is written; the value back at the provider brings the Secret back
+    let reason = |c: &Cluster| ready(&c.get("externalsecret", "shop", "gone").unwrap()).map(|r| r.1);
+    wait_for("reason SecretDeleted", T, || {
+        (reason(c).as_deref() == Some("SecretDeleted")).then_some(())
+    });
+    let es_version = c.get("externalsecret", "shop", "gone").unwrap()["metadata"]["resourceVersion"].clone();
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(reason(c).as_deref(), Some("SecretDeleted"));
+    assert_eq!(
+        c.get("externalsecret", "shop", "gone").unwrap()["metadata"]["resourceVersion"],
+        es_version,
+        "the status of a deleted Secret was rewritten"
+    );
+    assert!(c.get("secret", "shop", "gone").is_none());
+    sealant_e2e::moto_call(
+        p.aws.port,
+        "CreateSecret",
+        r#"{"Name":"shop/gone","SecretString":"{\"v\":\"back\"}"}"#,
+    );
+    wait_value(c, "shop", "gone", "v", b"back");
 }
 
 /// GitSync: over HTTP with basic auth from a Secret, applied as a ServiceAccount (impersonation). The servers

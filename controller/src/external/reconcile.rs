@@ -301,7 +301,8 @@ fn count_failure(ctx: &Context, uid: &str) -> u32 {
 }
 
 /// Every remote value is gone: deletionPolicy decides. The caller looks for the values again on the retry
-/// backoff (capped by refreshInterval), so a value created in the provider is picked up by the next refresh.
+/// backoff (capped by refreshInterval), so a value created in the provider is picked up by the next refresh;
+/// until then a Secret already deleted (or emptied) is not written again and the condition keeps saying so.
 async fn gone(
     ctx: &Context,
     es: &ExternalSecret,
@@ -312,36 +313,38 @@ async fn gone(
     keys: &str,
 ) -> Result<(), Error> {
     let target = es.spec.target.name.clone().unwrap_or_else(|| es.name_any());
-    match (es.spec.target.deletion_policy, existing) {
+    let deleted = || {
+        fail(
+            "SecretDeleted",
+            format!("the remote values are gone; Secret {target} deleted"),
+        )
+    };
+    let emptied = || {
+        fail(
+            "SecretDeleted",
+            format!("the remote values are gone; their keys left {target}"),
+        )
+    };
+    let was_deleted = es
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.reason == "SecretDeleted");
+    let outcome = match (es.spec.target.deletion_policy, existing) {
         (DeletionPolicy::Delete, Some(s)) if secretwriter::is_ours(&s, uid) => {
             secrets.delete(&target, &DeleteParams::default()).await?;
-            finish(
-                ctx,
-                es,
-                ns,
-                fail(
-                    "SecretDeleted",
-                    format!("the remote values are gone; Secret {target} deleted"),
-                ),
-            )
-            .await?;
+            deleted()
         }
+        (DeletionPolicy::Delete, None) if was_deleted => deleted(),
         (DeletionPolicy::Merge, Some(s)) if secretwriter::is_ours(&s, uid) => {
             let keys: Vec<String> = s.data.unwrap_or_default().into_keys().collect();
-            let patch = json!({"data": keys.iter().map(|k| (k.clone(), serde_json::Value::Null)).collect::<BTreeMap<_, _>>()});
-            secrets
-                .patch(&target, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            finish(
-                ctx,
-                es,
-                ns,
-                fail(
-                    "SecretDeleted",
-                    format!("the remote values are gone; their keys left {target}"),
-                ),
-            )
-            .await?;
+            if !keys.is_empty() {
+                let patch = json!({"data": keys.iter().map(|k| (k.clone(), serde_json::Value::Null)).collect::<BTreeMap<_, _>>()});
+                secrets
+                    .patch(&target, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            emptied()
         }
         (_, existing) => {
             let secret = if existing.is_some() {
@@ -349,21 +352,16 @@ async fn gone(
             } else {
                 "no Secret was written".to_owned()
             };
-            finish(
-                ctx,
-                es,
-                ns,
-                fail(
-                    "RemoteNotFound",
-                    format!(
-                        "no remote value found ({keys}); {secret}; create the values in the provider, or fix the \
-                         remoteRef keys"
-                    ),
+            fail(
+                "RemoteNotFound",
+                format!(
+                    "no remote value found ({keys}); {secret}; create the values in the provider, or fix the \
+                     remoteRef keys"
                 ),
             )
-            .await?;
         }
-    }
+    };
+    finish(ctx, es, ns, outcome).await?;
     Ok(())
 }
 
