@@ -494,3 +494,22 @@ pub fn render_chart(set: &[&str]) -> (String, Vec<Value>) {
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("rendered YAML");
     (text, docs.into_iter().filter(|d| !d.is_null()).collect())
 }
+
+/// ServiceAccount shop/deployer with a Role that manages ConfigMaps in shop: the identity GitSync tests apply
+/// as (`serviceAccountName: deployer`).
+pub const SHOP_DEPLOYER: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: deployer, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: deployer, namespace: shop}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch, delete]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deployer, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}
+subjects: [{kind: ServiceAccount, name: deployer, namespace: shop}]
+"#;

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, render_chart, wait_for, wait_value};
+use sealant_e2e::{Cluster, SHOP_DEPLOYER, render_chart, wait_for, wait_value};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(40);
@@ -125,22 +125,7 @@ fn the_controller_works_with_the_chart_rbac_and_needs_it() {
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "first"]);
     c.apply(&format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: deployer, namespace: shop}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: deployer, namespace: shop}}
-rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch, delete]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: deployer, namespace: shop}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}
-subjects: [{{kind: ServiceAccount, name: deployer, namespace: shop}}]
----
+        r#"{SHOP_DEPLOYER}---
 apiVersion: sealant.dev/v1
 kind: GitSync
 metadata: {{name: shop, namespace: shop}}

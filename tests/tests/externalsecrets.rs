@@ -219,43 +219,12 @@ fn vault_kubernetes_auth_is_verified_through_devcluster_token_review() {
         &root,
         &["kv", "put", "-mount=secret", "shop/api", "key=k8s-auth-works"],
     );
-    bao(&vault, &root, &["auth", "enable", "kubernetes"]);
-    let ca = c.dir.path().join("devcluster-ca.pem");
-    std::fs::write(&ca, c.handle().ca_pem().expect("devcluster serves TLS")).unwrap();
-    bao(
+    support::bao_kubernetes_auth(
         &vault,
         &root,
-        &[
-            "write",
-            "auth/kubernetes/config",
-            &format!("kubernetes_host={}", c.handle().url()),
-            &format!("token_reviewer_jwt={}", c.handle().token()),
-            &format!("kubernetes_ca_cert=@{}", ca.display()),
-            "disable_local_ca_jwt=true",
-        ],
-    );
-    let policy = c.dir.path().join("policy.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/shop/*\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    bao(
-        &vault,
-        &root,
-        &["policy", "write", "shop-read", policy.to_str().unwrap()],
-    );
-    bao(
-        &vault,
-        &root,
-        &[
-            "write",
-            "auth/kubernetes/role/shop",
-            "bound_service_account_names=vault-reader",
-            "bound_service_account_namespaces=shop",
-            "policies=shop-read",
-            "ttl=1h",
-        ],
+        &c.handle().url(),
+        c.handle().token(),
+        c.handle().ca_pem().expect("devcluster serves TLS"),
     );
     c.kubectl_ok(&["create", "serviceaccount", "vault-reader", "-n", "shop"])
         .unwrap();

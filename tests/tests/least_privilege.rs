@@ -11,13 +11,13 @@ mod gitsupport;
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sealant_devcluster::AuditEntry;
 use sealant_devcluster::rbac::rule_allows;
-use sealant_e2e::{Cluster, Controller, http_get, ready, render_chart, secret_value, wait_for, wait_value};
+use sealant_e2e::{
+    Cluster, Controller, SHOP_DEPLOYER, http_get, ready, render_chart, secret_value, wait_for, wait_value,
+};
 use serde_json::{Value, json};
 use support::{Server, random_id};
 
@@ -42,21 +42,6 @@ fn chart_cluster(namespaces: &[&str], set: &[&str]) -> (Cluster, Vec<Value>, std
         .unwrap();
     let kubeconfig = c.token_kubeconfig("controller", &token);
     (c, docs, kubeconfig)
-}
-
-fn bao(server: &Server, ca: &Path, token: &str, args: &[&str]) {
-    let out = Command::new("bao")
-        .env("BAO_ADDR", server.https_url())
-        .env("BAO_CACERT", ca)
-        .env("BAO_TOKEN", token)
-        .args(args)
-        .output()
-        .expect("running bao");
-    assert!(
-        out.status.success(),
-        "bao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn strs(v: &Value) -> Vec<String> {
@@ -184,52 +169,17 @@ fn providers(c: &Cluster) -> Providers {
     // OpenBao over TLS (CA from a ConfigMap), Kubernetes auth verified through devcluster's TokenReview
     let bao_ca = c.dir.path().join("bao-ca.pem");
     std::fs::write(&bao_ca, vault.bao_ca_pem()).unwrap();
-    let kube_ca = c.dir.path().join("kube-ca.pem");
-    std::fs::write(&kube_ca, c.handle().ca_pem().unwrap()).unwrap();
-    bao(
+    support::bao_cli(
         &vault,
-        &bao_ca,
         &root,
         &["kv", "put", "-mount=secret", "shop/db", "password=s3cret"],
     );
-    bao(&vault, &bao_ca, &root, &["auth", "enable", "kubernetes"]);
-    bao(
+    support::bao_kubernetes_auth(
         &vault,
-        &bao_ca,
         &root,
-        &[
-            "write",
-            "auth/kubernetes/config",
-            &format!("kubernetes_host={}", c.handle().url()),
-            &format!("token_reviewer_jwt={}", c.handle().token()),
-            &format!("kubernetes_ca_cert=@{}", kube_ca.display()),
-            "disable_local_ca_jwt=true",
-        ],
-    );
-    let policy = c.dir.path().join("policy.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/shop/*\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    bao(
-        &vault,
-        &bao_ca,
-        &root,
-        &["policy", "write", "shop-read", policy.to_str().unwrap()],
-    );
-    bao(
-        &vault,
-        &bao_ca,
-        &root,
-        &[
-            "write",
-            "auth/kubernetes/role/shop",
-            "bound_service_account_names=vault-reader",
-            "bound_service_account_namespaces=shop",
-            "policies=shop-read",
-            "ttl=1h",
-        ],
+        &c.handle().url(),
+        c.handle().token(),
+        c.handle().ca_pem().expect("devcluster serves TLS"),
     );
     c.kubectl_ok(&["create", "serviceaccount", "vault-reader", "-n", "shop"])
         .unwrap();
@@ -468,22 +418,7 @@ fn gitsync_flow(c: &Cluster) -> (gitsupport::Repos, gitsupport::GitHttpServer) {
     ])
     .unwrap();
     c.apply(&format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: deployer, namespace: shop}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: deployer, namespace: shop}}
-rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update, patch, delete]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: deployer, namespace: shop}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}
-subjects: [{{kind: ServiceAccount, name: deployer, namespace: shop}}]
----
+        r#"{SHOP_DEPLOYER}---
 apiVersion: sealant.dev/v1
 kind: GitSync
 metadata: {{name: shop, namespace: shop}}

@@ -270,8 +270,14 @@ impl Calls {
 /// Runs the real `bao` CLI against `server` with `token`; its standard output. Panics with bao's stderr when it
 /// fails.
 pub fn bao_cli(server: &Server, token: &str, args: &[&str]) -> String {
-    let out = Command::new("bao")
-        .env("BAO_ADDR", server.http_url())
+    let mut cmd = Command::new("bao");
+    if server.args.iter().any(|a| a == "-dev-tls") {
+        cmd.env("BAO_ADDR", server.https_url())
+            .env("BAO_CACERT", server.dir.path().join("vault-ca.pem"));
+    } else {
+        cmd.env("BAO_ADDR", server.http_url());
+    }
+    let out = cmd
         .env("BAO_TOKEN", token)
         .args(args)
         .output()
@@ -282,4 +288,54 @@ pub fn bao_cli(server: &Server, token: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Kubernetes auth on `server`, verified through the TokenReview of the API server at `kube_url` (trusting
+/// `kube_ca_pem`, reviewing with `reviewer_jwt`): policy `shop-read` reads `secret/data/shop/*`, and role `shop`
+/// grants it to ServiceAccount shop/vault-reader.
+pub fn bao_kubernetes_auth(
+    server: &Server,
+    root: &str,
+    kube_url: &str,
+    reviewer_jwt: &str,
+    kube_ca_pem: &str,
+) {
+    let kube_ca = server.dir.path().join("kube-ca.pem");
+    std::fs::write(&kube_ca, kube_ca_pem).unwrap();
+    let policy = server.dir.path().join("shop-read.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/shop/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    bao_cli(server, root, &["auth", "enable", "kubernetes"]);
+    bao_cli(
+        server,
+        root,
+        &[
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={kube_url}"),
+            &format!("token_reviewer_jwt={reviewer_jwt}"),
+            &format!("kubernetes_ca_cert=@{}", kube_ca.display()),
+            "disable_local_ca_jwt=true",
+        ],
+    );
+    bao_cli(
+        server,
+        root,
+        &["policy", "write", "shop-read", policy.to_str().unwrap()],
+    );
+    bao_cli(
+        server,
+        root,
+        &[
+            "write",
+            "auth/kubernetes/role/shop",
+            "bound_service_account_names=vault-reader",
+            "bound_service_account_namespaces=shop",
+            "policies=shop-read",
+            "ttl=1h",
+        ],
+    );
 }
