@@ -694,45 +694,43 @@ fn external_secrets_bad_references() {
     wait_value(&c, "shop", "keep", "user", b"app");
     let kept = c.get("secret", "shop", "keep").unwrap();
 
-    let cases: Vec<(&str, &str, String, &str, Vec<&str>)> = vec![
+    // (namespace, name, store, store kind, remote refs, reason, what the message says)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        &'a [&'a str],
+    );
+    let cases: &[Case] = &[
         (
             "shop",
             "no-store",
-            external_secret(
-                "shop",
-                "no-store",
-                "nope",
-                "SecretStore",
-                &[("shop/db", "password")],
-            ),
+            "nope",
+            "SecretStore",
+            &[("shop/db", "password")],
             "StoreNotFound",
-            vec!["SecretStore shop/nope not found", "create it"],
+            &["SecretStore shop/nope not found", "create it"],
         ),
         (
             "shop",
             "no-cluster-store",
-            external_secret(
-                "shop",
-                "no-cluster-store",
-                "nope",
-                "ClusterSecretStore",
-                &[("shop/db", "password")],
-            ),
+            "nope",
+            "ClusterSecretStore",
+            &[("shop/db", "password")],
             "StoreNotFound",
-            vec!["ClusterSecretStore nope not found", "create it"],
+            &["ClusterSecretStore nope not found", "create it"],
         ),
         (
             "other",
             "foreign-store",
-            external_secret(
-                "other",
-                "foreign-store",
-                "vault",
-                "SecretStore",
-                &[("shop/db", "password")],
-            ),
+            "vault",
+            "SecretStore",
+            &[("shop/db", "password")],
             "StoreNotFound",
-            vec![
+            &[
                 "SecretStore other/vault not found",
                 "only ExternalSecrets in its own namespace",
             ],
@@ -740,41 +738,29 @@ fn external_secrets_bad_references() {
         (
             "shop",
             "no-auth-secret",
-            external_secret(
-                "shop",
-                "no-auth-secret",
-                "vault-no-auth",
-                "SecretStore",
-                &[("shop/db", "password")],
-            ),
+            "vault-no-auth",
+            "SecretStore",
+            &[("shop/db", "password")],
             "InvalidStore",
-            vec!["Secret shop/no-such-secret not found", "create it"],
+            &["Secret shop/no-such-secret not found", "create it"],
         ),
         (
             "shop",
             "no-auth-key",
-            external_secret(
-                "shop",
-                "no-auth-key",
-                "aws-no-key",
-                "SecretStore",
-                &[("app/api", "token")],
-            ),
+            "aws-no-key",
+            "SecretStore",
+            &[("app/api", "token")],
             "InvalidStore",
-            vec!["Secret shop/aws-creds has no key no-such-key"],
+            &["Secret shop/aws-creds has no key no-such-key"],
         ),
         (
             "other",
             "borrowed-credentials",
-            external_secret(
-                "other",
-                "borrowed-credentials",
-                "borrowing",
-                "SecretStore",
-                &[("shop/db", "password")],
-            ),
+            "borrowing",
+            "SecretStore",
+            &[("shop/db", "password")],
             "InvalidStore",
-            vec![
+            &[
                 "names namespace shop",
                 "only from its own namespace other",
                 "put the credentials in other, or use a ClusterSecretStore",
@@ -783,15 +769,11 @@ fn external_secrets_bad_references() {
         (
             "shop",
             "no-remote",
-            external_secret(
-                "shop",
-                "no-remote",
-                "vault",
-                "SecretStore",
-                &[("shop/nope", "password")],
-            ),
+            "vault",
+            "SecretStore",
+            &[("shop/nope", "password")],
             "RemoteNotFound",
-            vec![
+            &[
                 "no remote value found (shop/nope)",
                 "no Secret was written",
                 "create the values",
@@ -800,28 +782,20 @@ fn external_secrets_bad_references() {
         (
             "shop",
             "no-remote-aws",
-            external_secret(
-                "shop",
-                "no-remote-aws",
-                "aws",
-                "SecretStore",
-                &[("app/nope", "token")],
-            ),
+            "aws",
+            "SecretStore",
+            &[("app/nope", "token")],
             "RemoteNotFound",
-            vec!["no remote value found (app/nope)", "no Secret was written"],
+            &["no remote value found (app/nope)", "no Secret was written"],
         ),
         (
             "shop",
             "one-missing",
-            external_secret(
-                "shop",
-                "one-missing",
-                "vault",
-                "SecretStore",
-                &[("shop/db", "password"), ("shop/nope", "x")],
-            ),
+            "vault",
+            "SecretStore",
+            &[("shop/db", "password"), ("shop/nope", "x")],
             "ProviderError",
-            vec![
+            &[
                 "shop/nope",
                 "not found",
                 "create it in the provider",
@@ -831,13 +805,16 @@ fn external_secrets_bad_references() {
         (
             "shop",
             "too-big",
-            external_secret("shop", "too-big", "vault", "SecretStore", &[("shop/big", "blob")]),
+            "vault",
+            "SecretStore",
+            &[("shop/big", "blob")],
             "SecretTooLarge",
-            vec!["1 MiB", "split the values"],
+            &["1 MiB", "split the values"],
         ),
     ];
-    for (ns, name, yaml, _, _) in &cases {
-        c.apply(yaml).unwrap_or_else(|e| panic!("{ns}/{name}: {e}"));
+    for (ns, name, store, kind, refs, _, _) in cases {
+        c.apply(&external_secret(ns, name, store, kind, refs))
+            .unwrap_or_else(|e| panic!("{ns}/{name}: {e}"));
     }
     // a bad update of one that synced: a missing remote key next to a good one
     c.apply(&external_secret(
@@ -848,7 +825,7 @@ fn external_secrets_bad_references() {
         &[("shop/db", "user"), ("shop/gone", "x")],
     ))
     .unwrap();
-    for (ns, name, _, reason, needles) in &cases {
+    for (ns, name, _, _, _, reason, needles) in cases {
         let message = wait_reason(&c, "externalsecret", ns, name, reason);
         eprintln!("{ns}/{name}: {reason}: {message}");
         assert_says(&message, needles);
