@@ -25,17 +25,8 @@ fn shown(s: &str) -> String {
 
 /// A name of `max` characters at most: a DNS-1123 subdomain (253, dots allowed) or label (63, no dots).
 pub fn check_dns_name(value: &str, what: &str, max: usize) -> Result<()> {
-    let ok_chars = value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ok_ends = value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let ok_dots = if max == 253 {
-        !value.contains("..") && !value.contains(".-") && !value.contains("-.")
-    } else {
-        !value.contains('.')
-    };
-    if value.is_empty() || value.len() > max || !ok_chars || !ok_ends || !ok_dots {
+    let ok_dots = max == 253 || !value.contains('.');
+    if value.len() > max || !is_dns_subdomain(value) || !ok_dots {
         bail!(hinted(
             format!("`{}` is not a valid Kubernetes {what}", shown(value)),
             format!(
@@ -154,26 +145,22 @@ pub fn check_type(
     let Some(type_) = type_ else {
         return Ok(());
     };
-    let missing = |keys: &[&'static str]| keys.iter().copied().find(|k| !data.contains_key(*k));
     let fix = |what: &str| format!("{what}, or seal it as type Opaque if it is not a {type_} Secret");
     let no_key = |key: &str| format!("{label} is of type {type_} and has no `{key}`");
-    let docker_key = match type_ {
-        "kubernetes.io/dockercfg" => ".dockercfg",
-        _ => ".dockerconfigjson",
-    };
     let problem = match type_ {
-        "kubernetes.io/tls" => missing(&["tls.crt", "tls.key"]).map(|key| {
-            (
-                no_key(key),
-                fix(
-                    "add tls.crt and tls.key (`kubectl create secret tls NAME --cert=FILE --key=FILE \
+        "kubernetes.io/tls" => ["tls.crt", "tls.key"]
+            .into_iter()
+            .find(|k| !data.contains_key(*k))
+            .map(|key| {
+                (
+                    no_key(key),
+                    fix(
+                        "add tls.crt and tls.key (`kubectl create secret tls NAME --cert=FILE --key=FILE \
                      --dry-run=client -o yaml` makes one)",
-                ),
-            )
-        }),
-        "kubernetes.io/basic-auth"
-            if missing(&["username"]).is_some() && missing(&["password"]).is_some() =>
-        {
+                    ),
+                )
+            }),
+        "kubernetes.io/basic-auth" if !data.contains_key("username") && !data.contains_key("password") => {
             Some((
                 format!("{label} is of type {type_} and has neither `username` nor `password`"),
                 fix("add username and/or password"),
@@ -185,28 +172,35 @@ pub fn check_type(
                 fix("put the private key under ssh-privatekey"),
             ))
         }
-        "kubernetes.io/dockerconfigjson" | "kubernetes.io/dockercfg" => match data.get(docker_key) {
-            None => Some((
-                no_key(docker_key),
-                fix(
-                    "`kubectl create secret docker-registry NAME --docker-server=... --dry-run=client -o yaml` \
+        "kubernetes.io/dockerconfigjson" | "kubernetes.io/dockercfg" => {
+            let docker_key = if type_ == "kubernetes.io/dockercfg" {
+                ".dockercfg"
+            } else {
+                ".dockerconfigjson"
+            };
+            match data.get(docker_key) {
+                None => Some((
+                    no_key(docker_key),
+                    fix(
+                        "`kubectl create secret docker-registry NAME --docker-server=... --dry-run=client -o yaml` \
                      makes one",
-                ),
-            )),
-            // the value is secret: say only that it is no JSON object
-            Some(value)
-                if !serde_json::from_slice::<serde_json::Value>(value.as_bytes())
-                    .is_ok_and(|v| v.is_object() || v.is_null()) =>
-            {
-                Some((
-                    format!("{label} is of type {type_} and its `{docker_key}` is not a JSON object"),
-                    fix(&format!(
-                        "check the file you read {docker_key} from (a docker config.json)"
-                    )),
-                ))
+                    ),
+                )),
+                // the value is secret: say only that it is no JSON object
+                Some(value)
+                    if !serde_json::from_slice::<serde_json::Value>(value.as_bytes())
+                        .is_ok_and(|v| v.is_object() || v.is_null()) =>
+                {
+                    Some((
+                        format!("{label} is of type {type_} and its `{docker_key}` is not a JSON object"),
+                        fix(&format!(
+                            "check the file you read {docker_key} from (a docker config.json)"
+                        )),
+                    ))
+                }
+                Some(_) => None,
             }
-            Some(_) => None,
-        },
+        }
         "kubernetes.io/service-account-token"
             if annotations
                 .get("kubernetes.io/service-account.name")

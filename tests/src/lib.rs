@@ -372,8 +372,13 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until Secret `ns/name` holds `want` under `key`.
 pub fn wait_value(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8]) {
+    wait_value_within(c, ns, name, key, want, WAIT);
+}
+
+/// [`wait_value`] with its own timeout.
+pub fn wait_value_within(c: &Cluster, ns: &str, name: &str, key: &str, want: &[u8], timeout: Duration) {
     let what = format!("Secret {ns}/{name} {key}={}", String::from_utf8_lossy(want));
-    wait_for(&what, WAIT, || {
+    wait_for(&what, timeout, || {
         (secret_value(&c.get("secret", ns, name)?, key).as_deref() == Some(want)).then_some(())
     });
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use sealant_e2e::{Cluster, Controller, http_get, ready, secret_value, wait_for, wait_value};
+use sealant_e2e::{Cluster, Controller, http_get, ready, wait_for, wait_value, wait_value_within};
 use support::{Server, random_id};
 
 const T: Duration = Duration::from_secs(40);
@@ -404,10 +404,7 @@ spec:
         "CreateSecret",
         r#"{"Name":"app/key-99","SecretString":"{\"value\":\"late\"}"}"#,
     );
-    wait_for("the late value", Duration::from_secs(20), || {
-        (secret_value(&c.get("secret", "shop", "late")?, "value").as_deref() == Some(b"late".as_slice()))
-            .then_some(())
-    });
+    wait_value_within(&c, "shop", "late", "value", b"late", Duration::from_secs(20));
 
     // outage: moto stops, Secrets stay byte-identical; it comes back (empty) and is seeded again
     let before = c.get("secret", "shop", "es-3").unwrap()["data"].clone();
